@@ -1,0 +1,47 @@
+"""`score-jax <command> [--flags]`: the one place that parses flags.
+
+Each command lives in `score_jax/commands/<name>.py`, defines its absl flags
+and a `main(argv)`; it is imported only when chosen, so each command's
+`--help` shows its own flags.
+"""
+
+import importlib
+import sys
+
+from absl import app
+
+COMMANDS = {
+    "forward": "Run a forward pass of a model preset and report timings.",
+}
+
+_USAGE = """usage: score-jax <command> [--flag=value ...]
+
+commands:
+{commands}
+
+`score-jax <command> --help` lists a command's flags."""
+
+
+def usage() -> str:
+  width = max(map(len, COMMANDS))
+  lines = [f"  {name.ljust(width)}  {doc}" for name, doc in COMMANDS.items()]
+  return _USAGE.format(commands="\n".join(lines))
+
+
+def run(argv=None):
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(usage())
+    return 0 if len(argv) >= 2 else 2
+  command = argv[1]
+  if command not in COMMANDS:
+    print(f"score-jax: unknown command {command!r}\n\n{usage()}",
+          file=sys.stderr)
+    return 2
+  module = importlib.import_module(f"score_jax.commands.{command}")
+  app.run(module.main, argv=[f"score-jax {command}"] + argv[2:])
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run())

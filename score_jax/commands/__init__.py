@@ -1,0 +1,1 @@
+"""One module per `score-jax` command (flags are defined on import)."""

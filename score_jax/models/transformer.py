@@ -1,0 +1,317 @@
+"""One config-driven decoder: Gemma 1/2/3 and the Llama family.
+
+The layers are one `nn.scan` (compile time does not grow with depth); what
+differs between layers (sliding window, RoPE base and scale) is a scanned
+input. The same module runs a full forward (training, reference log-probs)
+and cached decoding (prefill a block, then one token at a time).
+
+Shapes: B batch, T block length, S cache length, D embed, F hidden, H heads,
+K kv heads, G = H // K, Dh head dim, V vocab, L layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from score_jax.models.config import ModelConfig
+from score_jax.sharding import ShardingCtx, constrain
+
+Array = jax.Array
+Cache = dict[str, Array]
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _param(module: nn.Module, name: str, init, shape, names):
+  dtype = jnp.dtype(module.config.param_dtype)
+  return module.param(name, nn.with_logical_partitioning(init, names), shape,
+                      dtype)
+
+
+def _dense_init(in_axis, out_axis):
+  return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
+                                          in_axis=in_axis, out_axis=out_axis)
+
+
+def positions_from_mask(mask: Array) -> Array:
+  """Positions of a left-padded batch: bool[B, T] -> int32[B, T], pads at 0."""
+  return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+class RMSNorm(nn.Module):
+  config: ModelConfig
+  dim: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = self.config
+    init = nn.initializers.zeros if c.norm_plus_one else nn.initializers.ones
+    scale = _param(self, "scale", init, (self.dim,), ("norm",))
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) + c.norm_eps)
+    scale = scale.astype(jnp.float32)
+    y = y * (1.0 + scale if c.norm_plus_one else scale)
+    return y.astype(x.dtype)
+
+
+def _rope_inv_freq(config: ModelConfig, base: Array, scale: Array) -> Array:
+  """Inverse frequencies float32[Dh/2] for one layer (traced base/scale)."""
+  dh = config.head_dim
+  exponent = jnp.arange(0, dh, 2, dtype=jnp.float32) / dh
+  inv_freq = 1.0 / (base**exponent)
+  if config.llama3_rope is not None:
+    factor, low, high, original = config.llama3_rope
+    wavelen = 2 * jnp.pi / inv_freq
+    low_wavelen, high_wavelen = original / low, original / high
+    scaled = jnp.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    inv_freq = jnp.where(medium, smoothed, scaled)
+  return inv_freq / scale
+
+
+def apply_rope(x: Array, positions: Array, inv_freq: Array) -> Array:
+  """Rotary embedding, half-split layout: x [B, T, N, Dh], positions [B, T]."""
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, Dh/2]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def _softcap(x: Array, cap: Optional[float]) -> Array:
+  return x if cap is None else jnp.tanh(x / cap) * cap
+
+
+def _mask(q_pos: Array, k_pos: Array, k_valid: Array, window: Array) -> Array:
+  """bool[B, T, S]: key is valid, not in the future, and inside the window."""
+  diff = q_pos[:, :, None] - k_pos[:, None, :]
+  return k_valid[:, None, :] & (diff >= 0) & (diff < window)
+
+
+class Attention(nn.Module):
+  config: ModelConfig
+  sharding: Optional[ShardingCtx] = None
+
+  @nn.compact
+  def __call__(self, x: Array, layer: dict[str, Array],
+               ctx: dict[str, Any]) -> tuple[Array, tuple[Array, Array]]:
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    D, H, K, Dh = c.embed_dim, c.num_heads, c.num_kv_heads, c.head_dim
+    G = H // K
+    wq = _param(self, "q", _dense_init(0, (1, 2)), (D, H, Dh),
+                ("embed", "heads", "head_dim"))
+    wk = _param(self, "k", _dense_init(0, (1, 2)), (D, K, Dh),
+                ("embed", "kv_heads", "head_dim"))
+    wv = _param(self, "v", _dense_init(0, (1, 2)), (D, K, Dh),
+                ("embed", "kv_heads", "head_dim"))
+    wo = _param(self, "o", _dense_init((0, 1), 2), (H, Dh, D),
+                ("heads", "head_dim", "embed"))
+    q = jnp.einsum("btd,dhk->bthk", x, wq.astype(dt))
+    k = jnp.einsum("btd,dhk->bthk", x, wk.astype(dt))
+    v = jnp.einsum("btd,dhk->bthk", x, wv.astype(dt))
+    q = constrain(q, ("batch", "length", "act_heads", None), self.sharding)
+    k = constrain(k, ("batch", "length", "act_kv_heads", None), self.sharding)
+    v = constrain(v, ("batch", "length", "act_kv_heads", None), self.sharding)
+    if c.qk_norm:
+      q = RMSNorm(c, Dh, name="q_norm")(q)
+      k = RMSNorm(c, Dh, name="k_norm")(k)
+    inv_freq = _rope_inv_freq(c, layer["rope_base"], layer["rope_scale"])
+    q = apply_rope(q, ctx["q_pos"], inv_freq) * jnp.asarray(c.query_scale, dt)
+    k = apply_rope(k, ctx["q_pos"], inv_freq)
+    B, T = x.shape[:2]
+    q = q.reshape(B, T, K, G, Dh)
+
+    # Keys are the cached slots (if any) followed by this block. Scores against
+    # the two parts are computed separately and joined, so the cache is only
+    # read, never copied.
+    parts = []
+    if "k" in layer:
+      parts.append((layer["k"], layer["v"], ctx["cache_pos"],
+                    ctx["cache_valid"]))
+    parts.append((k, v, ctx["q_pos"], ctx["q_valid"]))
+    scores = []
+    for pk, _, pos, valid in parts:
+      s = jnp.einsum("btkgd,bskd->bkgts", q, pk.astype(dt),
+                     preferred_element_type=jnp.float32)
+      s = _softcap(s, c.attn_logit_softcap)
+      m = _mask(ctx["q_pos"], pos, valid, layer["window"])
+      scores.append(jnp.where(m[:, None, None], s, jnp.finfo(jnp.float32).min))
+    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dt)
+    out, start = 0, 0
+    for (_, pv, _, _), s in zip(parts, scores):
+      width = s.shape[-1]
+      out = out + jnp.einsum("bkgts,bskd->btkgd",
+                             probs[..., start:start + width], pv.astype(dt))
+      start += width
+    out = out.reshape(B, T, H, Dh)
+    out = constrain(out, ("batch", "length", "act_heads", None), self.sharding)
+    y = jnp.einsum("bthk,hkd->btd", out, wo.astype(dt))
+    return y, (k, v)
+
+
+class MLP(nn.Module):
+  config: ModelConfig
+  sharding: Optional[ShardingCtx] = None
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    D, F = c.embed_dim, c.hidden_dim
+    gate = _param(self, "gate", _dense_init(0, 1), (D, F), ("embed", "mlp"))
+    up = _param(self, "up", _dense_init(0, 1), (D, F), ("embed", "mlp"))
+    down = _param(self, "down", _dense_init(0, 1), (F, D), ("mlp", "embed"))
+    act = (jax.nn.silu if c.activation == "silu" else
+           lambda z: jax.nn.gelu(z, approximate=True))
+    h = act(x @ gate.astype(dt)) * (x @ up.astype(dt))
+    h = constrain(h, ("batch", "length", "act_mlp"), self.sharding)
+    return h @ down.astype(dt)
+
+
+class Block(nn.Module):
+  """One decoder layer; scanned over depth. Carry: x [B, T, D]."""
+
+  config: ModelConfig
+  sharding: Optional[ShardingCtx] = None
+
+  @nn.compact
+  def __call__(self, x: Array, layer: dict[str, Array],
+               ctx: dict[str, Any]) -> tuple[Array, tuple[Array, Array]]:
+    c = self.config
+    D = c.embed_dim
+    h = RMSNorm(c, D, name="pre_attn_norm")(x)
+    h, kv = Attention(c, self.sharding, name="attn")(h, layer, ctx)
+    if c.post_norms:
+      h = RMSNorm(c, D, name="post_attn_norm")(h)
+    x = x + h
+    h = RMSNorm(c, D, name="pre_mlp_norm")(x)
+    h = MLP(c, self.sharding, name="mlp")(h)
+    if c.post_norms:
+      h = RMSNorm(c, D, name="post_mlp_norm")(h)
+    x = x + h
+    x = constrain(x, ("batch", "length", "act_embed"), self.sharding)
+    return x, kv
+
+
+class Transformer(nn.Module):
+  """Decoder-only LM. Params are plain pytrees; policy and reference share it.
+
+  `__call__(tokens, positions, mask, cache=None)` returns
+  (float32 logits [B, T, V] or hidden [B, T, D] if return_hidden, new cache).
+  """
+
+  config: ModelConfig
+  sharding: Optional[ShardingCtx] = None
+
+  def setup(self):
+    c = self.config
+    self.embedding = _param(self, "embedding",
+                            nn.initializers.normal(c.embed_dim**-0.5),
+                            (c.vocab_size, c.embed_dim), ("vocab", "embed"))
+    if not c.tie_embeddings:
+      self.lm_head = _param(self, "lm_head", _dense_init(0, 1),
+                            (c.embed_dim, c.vocab_size), ("embed", "vocab"))
+    block = Block
+    if c.remat_policy != "none":
+      block = nn.remat(Block, policy=_REMAT_POLICIES[c.remat_policy],
+                       prevent_cse=False)
+    self.layers = nn.scan(
+        block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(0, nn.broadcast),
+        length=c.num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )(c, self.sharding)
+    self.final_norm = RMSNorm(c, c.embed_dim)
+
+  def __call__(self, tokens: Array, positions: Array, mask: Array,
+               cache: Optional[Cache] = None,
+               return_hidden: bool = False) -> tuple[Array, Optional[Cache]]:
+    """tokens int32[B, T], positions int32[B, T], mask bool[B, T] (False on
+    padding). With a cache, the block is written at slot cache['index'] and
+    attends to every valid earlier slot."""
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    x = jnp.take(self.embedding, tokens, axis=0).astype(dt)
+    x = x * jnp.asarray(c.embed_scale, dt)
+    x = constrain(x, ("batch", "length", "act_embed"), self.sharding)
+    layer = {k: jnp.asarray(v) for k, v in c.layer_arrays().items()}
+    ctx = {"q_pos": positions.astype(jnp.int32), "q_valid": mask.astype(bool)}
+    if cache is not None:
+      layer["k"], layer["v"] = cache["k"], cache["v"]
+      ctx["cache_pos"], ctx["cache_valid"] = cache["pos"], cache["valid"]
+    x, (k, v) = self.layers(x, layer, ctx)
+    x = self.final_norm(x)
+    new_cache = None
+    if cache is not None:
+      new_cache = write_cache(cache, k, v, ctx["q_pos"], ctx["q_valid"])
+    if return_hidden:
+      return x, new_cache
+    return self.logits(x), new_cache
+
+  def logits(self, hidden: Array) -> Array:
+    """Final-normed hidden [B, T, D] -> float32 logits [B, T, V]."""
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    if c.tie_embeddings:
+      logits = jnp.einsum("btd,vd->btv", hidden, self.embedding.astype(dt))
+    else:
+      logits = hidden @ self.lm_head.astype(dt)
+    logits = constrain(logits, ("batch", "length", "act_vocab"), self.sharding)
+    return _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
+
+
+# --------------------------------------------------------------------------
+# KV cache: k/v [L, B, S, K, Dh], pos int32[B, S], valid bool[B, S], index
+# int32[] (next slot to write; every row advances together).
+
+CACHE_AXES = {
+    "k": ("layers", "batch", "cache_length", "kv_heads", "head_dim"),
+    "v": ("layers", "batch", "cache_length", "kv_heads", "head_dim"),
+    "pos": ("batch", "cache_length"),
+    "valid": ("batch", "cache_length"),
+    "index": (),
+}
+
+
+def init_cache(config: ModelConfig, batch: int, length: int,
+               dtype: Any = None) -> Cache:
+  """An empty cache with `length` slots; dtype defaults to the compute dtype."""
+  dtype = jnp.dtype(dtype or config.dtype)
+  shape = (config.num_layers, batch, length, config.num_kv_heads,
+           config.head_dim)
+  return {
+      "k": jnp.zeros(shape, dtype),
+      "v": jnp.zeros(shape, dtype),
+      "pos": jnp.zeros((batch, length), jnp.int32),
+      "valid": jnp.zeros((batch, length), bool),
+      "index": jnp.zeros((), jnp.int32),
+  }
+
+
+def write_cache(cache: Cache, k: Array, v: Array, positions: Array,
+                mask: Array) -> Cache:
+  """Writes a block (k/v [L, B, T, K, Dh]) at cache['index'] and advances it."""
+  i = cache["index"]
+  return {
+      "k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype),
+                                        (0, 0, i, 0, 0)),
+      "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype),
+                                        (0, 0, i, 0, 0)),
+      "pos": jax.lax.dynamic_update_slice(cache["pos"], positions, (0, i)),
+      "valid": jax.lax.dynamic_update_slice(cache["valid"], mask, (0, i)),
+      "index": i + k.shape[2],
+  }

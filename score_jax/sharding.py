@@ -1,0 +1,165 @@
+"""Device mesh, logical axis rules, and the shardings built from them.
+
+Every parameter and main activation carries logical axis names ('embed',
+'heads', 'batch', ...). One rules table maps each logical name to mesh axes of
+the mesh ('data', 'fsdp', 'tensor'). A mesh axis is used for a dimension only if
+it divides that dimension and is not already used by an earlier dimension of
+the same array, so e.g. a single KV head (MQA) is replicated, not an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Sequence, Union
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+MeshAxes = Union[None, str, tuple[str, ...]]
+Rules = tuple[tuple[str, MeshAxes], ...]
+
+# Logical name -> mesh axes. Parameters: FSDP over 'embed', tensor parallel
+# over heads / MLP / vocab. Activations: batch over the data axes, the
+# per-head and MLP dimensions over 'tensor'. The config carries a copy of this
+# table (`config.sharding.rules`) that users may edit.
+DEFAULT_RULES: Rules = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("layers", None),
+    ("norm", None),
+    ("length", None),
+    ("cache_length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+)
+
+
+def make_mesh(shape: Sequence[int] = (1, -1, 1),
+              axis_names: Sequence[str] = MESH_AXES,
+              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """Builds a mesh of `shape` (one entry may be -1: it takes what is left)."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = list(shape)
+  if len(shape) != len(axis_names):
+    raise ValueError(f"mesh shape {tuple(shape)} does not match axes "
+                     f"{tuple(axis_names)}")
+  if shape.count(-1) > 1:
+    raise ValueError(f"mesh shape {tuple(shape)}: at most one -1 is allowed")
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if known <= 0 or len(devices) % known:
+      raise ValueError(f"mesh shape {tuple(shape)} does not divide "
+                       f"{len(devices)} devices")
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ValueError(f"mesh shape {tuple(shape)} needs {math.prod(shape)} "
+                     f"devices, {len(devices)} are available")
+  try:  # Topology-aware order on TPU/GPU; plain order elsewhere.
+    from jax.experimental import mesh_utils
+    grid = mesh_utils.create_device_mesh(shape, devices,
+                                         allow_split_physical_axes=True)
+  except Exception:  # pylint: disable=broad-except
+    grid = np.asarray(devices, dtype=object).reshape(shape)
+  return Mesh(grid, tuple(axis_names))
+
+
+def _as_tuple(axes: MeshAxes) -> tuple[str, ...]:
+  if axes is None:
+    return ()
+  return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
+def logical_to_spec(names: Sequence[Optional[str]], shape: Sequence[int],
+                    mesh: Mesh, rules: Rules) -> P:
+  """Resolves logical axis names of an array of `shape` to a PartitionSpec."""
+  table = dict(rules)
+  used: set[str] = set()
+  spec = []
+  for name, size in zip(names, shape):
+    if name is not None and name not in table:
+      raise KeyError(f"logical axis {name!r} has no rule; known: "
+                     f"{sorted(table)}")
+    axes = [a for a in _as_tuple(table.get(name)) if a not in used]
+    # Keep the longest prefix of mesh axes whose product divides the size.
+    while axes and size % math.prod(mesh.shape[a] for a in axes):
+      axes.pop()
+    axes = [a for a in axes if mesh.shape[a] > 1] or []
+    used.update(axes)
+    spec.append(None if not axes else axes[0] if len(axes) == 1 else
+                tuple(axes))
+  return P(*spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingCtx:
+  """A mesh and its rules: what a module needs to constrain activations."""
+
+  mesh: Mesh
+  rules: Rules = DEFAULT_RULES
+
+  def sharding(self, names: Sequence[Optional[str]],
+               shape: Sequence[int]) -> NamedSharding:
+    return NamedSharding(self.mesh,
+                         logical_to_spec(names, shape, self.mesh, self.rules))
+
+
+def constrain(x: jax.Array, names: Sequence[Optional[str]],
+              ctx: Optional[ShardingCtx]) -> jax.Array:
+  """Sharding constraint on an activation by logical names (no-op if no ctx)."""
+  if ctx is None:
+    return x
+  return jax.lax.with_sharding_constraint(x, ctx.sharding(names, x.shape))
+
+
+def logical_names(boxed_tree: Any) -> Any:
+  """Logical axis names of each leaf of a tree of flax-partitioned values."""
+  return nn.get_partition_spec(boxed_tree)
+
+
+def tree_shardings(abstract_boxed: Any, ctx: ShardingCtx) -> Any:
+  """NamedShardings for a tree of (abstract) LogicallyPartitioned leaves.
+
+  Unboxed leaves (no names) are replicated.
+  """
+
+  def one(leaf):
+    if isinstance(leaf, nn.LogicallyPartitioned):
+      return ctx.sharding(leaf.names, leaf.value.shape)
+    return NamedSharding(ctx.mesh, P())
+
+  return jax.tree.map(one, abstract_boxed,
+                      is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+
+def batch_sharding(ctx: ShardingCtx, shape: Sequence[int]) -> NamedSharding:
+  """Sharding of a batch-major array: dim 0 over the data axes, rest whole."""
+  return ctx.sharding(("batch",) + (None,) * (len(shape) - 1), shape)
+
+
+def replicated(ctx: ShardingCtx) -> NamedSharding:
+  return NamedSharding(ctx.mesh, P())
+
+
+def init_sharded(init_fn, ctx: ShardingCtx, *args) -> Any:
+  """Runs `init_fn(*args)` (returning flax-partitioned params) so that every
+  parameter is created directly in its sharding: no full copy on one device.
+
+  Returns the unboxed params.
+  """
+  abstract = jax.eval_shape(init_fn, *args)
+  shardings = tree_shardings(abstract, ctx)
+  return jax.jit(lambda *a: nn.unbox(init_fn(*a)), out_shardings=shardings)(
+      *args)
