@@ -251,6 +251,14 @@ def test_levenshtein_matches_reference_on_strings(a, b):
                                           else 0.0)
 
 
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(st.text(alphabet="ab\n", min_size=60, max_size=200),
+                  st.text(alphabet="ab\n", min_size=60, max_size=200))
+def test_levenshtein_matches_reference_beyond_one_machine_word(a, b):
+  # > 64 elements: the bit-parallel column spans several machine words.
+  assert ev.levenshtein(a, b) == _levenshtein_reference(a, b)
+
+
 @hypothesis.settings(max_examples=100, deadline=None)
 @hypothesis.given(st.lists(st.integers(0, 5), max_size=25),
                   st.lists(st.integers(0, 5), max_size=25))
@@ -272,7 +280,7 @@ def test_edit_distance_known_values():
 
 
 def test_edit_distance_bad_input():
-  with pytest.raises(ValueError, match="not a mix"):
+  with pytest.raises(ValueError, match="mixes a str and tokens"):
     ev.levenshtein("abc", [1, 2, 3])
   with pytest.raises(ValueError, match="1-D sequence of int"):
     ev.levenshtein([0.5, 1.5], [1, 2])
@@ -286,7 +294,7 @@ def test_edit_distance_long_strings_fast():
   b = "".join(rng.choice(list("abcdefgh \n"), 3000))
   start = time.perf_counter()
   ev.levenshtein(a, b)
-  assert time.perf_counter() - start < 2.0
+  assert time.perf_counter() - start < 1.0
 
 
 def test_edit_distance_histogram():
