@@ -9,12 +9,15 @@ The pieces live in `score_jax/evaluation/` (one job per module):
   plots.py          PNG: edit-distance histograms, training curves
   files.py          atomic writes, strict JSON, metrics.jsonl reading
 
-Typical use after a greedy N-turn rollout:
+Typical use after a greedy N-turn rollout (rewards [N_turns, P]):
 
-  summary = evaluate.summarize(rewards, extra_values=evaluate.pass_at_k_values(
-      samples, ks=(1, 4)))   # samples: [n, P] over the same problems
+  ratios = evaluate.edit_distance_ratios(first_attempts, second_attempts)
+  extra = {"edit_ratio(t1,t2)": ratios,   # mean ratio gets an interval too
+           **evaluate.pass_at_k_values(samples, ks=(1, 4))}  # [n, P], same P
+  summary = evaluate.summarize(rewards, extra_values=extra)
   summary["config"].update(checkpoint=..., task=...)
   evaluate.write_report(workdir, "step_3000", per_problem=rows, **summary)
+  evaluate.plot_edit_distance_histogram(ratios, workdir / "eval" / "edit.png")
   print(evaluate.compare_runs([base_json, score_json], ["Base", "SCoRe"]))
 """
 

@@ -87,7 +87,8 @@ def test_metrics_one_turn_has_accuracy_only():
 @pytest.mark.parametrize("rewards, match", [
     (np.ones(5), r"shape \[N_turns, P\]"),
     (np.ones((2, 0)), "at least one turn and one problem"),
-    (np.array([[1.0, np.nan], [0.0, 1.0]]), r"non-finite reward nan at index \[0, 1\]"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]),
+     r"non-finite reward nan at index \[0, 1\]"),
     (np.array([["a", "b"], ["c", "d"]]), "numeric or bool"),
 ])
 def test_metrics_bad_rewards_are_named(rewards, match):

@@ -69,6 +69,6 @@ def pass_at_k_values(rewards, ks: Sequence[int] = (1,),
 def pass_at_k_metrics(rewards, ks: Sequence[int] = (1,),
                       threshold: float = metrics.DEFAULT_THRESHOLD
                       ) -> dict[str, float]:
-  """{"pass@k": mean over problems} from rewards [n, P]; see pass_at_k_values."""
+  """{"pass@k": mean over problems} from rewards [n, P] (pass_at_k_values)."""
   return {k: float(v.mean())
           for k, v in pass_at_k_values(rewards, ks, threshold).items()}

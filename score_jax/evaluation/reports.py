@@ -239,7 +239,8 @@ def report_markdown(report: Mapping[str, Any]) -> str:
   lines += ["| Metric | Value | Interval |", "| --- | ---: | ---: |"]
   for key, value in report["metrics"].items():
     interval = report["intervals"].get(key)
-    shown = "" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+    shown = ("" if interval is None
+             else f"[{interval[0]:.4f}, {interval[1]:.4f}]")
     lines.append(f"| {_escape(key)} | {float(value):.4f} | {shown} |")
   bootstrap_config = config.get("bootstrap")
   if bootstrap_config:
