@@ -444,6 +444,22 @@ def test_training_curves_png_from_metrics_jsonl(tmp_path):
     ev.plot_training_curves(path, tmp_path / "x.png", delta_key="loss")
 
 
+def test_training_curves_several_runs_and_resumed_steps(tmp_path):
+  def run(offset):
+    return [{"step": s, "reward_t1": offset + s / 100,
+             "reward_t2": offset + s / 80, "delta": s / 400}
+            for s in range(30)]
+  resumed = run(0.2) + run(0.2)[20:]  # steps 20..29 written again on resume
+  rows = {"seed 0": run(0.3), "seed 1": resumed}
+  _assert_png(ev.plot_training_curves(rows, tmp_path / "seeds.png"))
+  from score_jax.evaluation import plots
+  steps, values = plots._curve(resumed, "x", "step", "reward_t1")
+  np.testing.assert_array_equal(steps, np.arange(30))
+  with pytest.raises(ValueError, match="run 'b' has no row"):
+    ev.plot_training_curves({"a": run(0), "b": [{"step": 1}]},
+                            tmp_path / "x.png")
+
+
 def test_read_jsonl_bad_middle_line_names_it(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
