@@ -1,0 +1,367 @@
+"""Sandbox bootstrap: runs ONE untrusted program and its tests, then reports.
+
+Started by `code.py` as `python -I -S -B _sandbox_child.py` in a new session
+with a cleaned environment. It reads a JSON payload from stdin (program,
+tests, limits, the run's nonce, the status fd), then:
+
+  1. (process B) enters new mount/net/pid/ipc/uts namespaces when the kernel
+     allows it, and forks;
+  2. (process D, child of C, the init of the new pid namespace) hides the host's writable
+     scratch dirs behind root-owned tmpfs mounts, makes a fresh work dir, sets
+     rlimits, drops to the slot's uid when started as root, sets
+     PDEATHSIG=SIGKILL and no-new-privs, installs an audit hook (no sockets,
+     no writes outside the work dir), then executes the program and the tests;
+  3. D writes one JSON record carrying the nonce to the status fd: `passed`
+     only after every test statement ran; C and B exit with D's status.
+
+The nonce is read before any untrusted code runs and never enters the
+program's globals, environment, argv or files, so a program that exits early
+(`sys.exit(0)`, `os._exit(0)`) or replaces builtins cannot produce a passing
+record. The tests run against a snapshot of the builtins taken before the
+program ran. This file imports only the standard library (no site-packages).
+"""
+
+import builtins
+import json
+import os
+import sys
+
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 1 << 18
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+
+# World-writable places on a typical host; inside the mount namespace each is
+# covered by a root-owned tmpfs so a dropped-uid program cannot write there.
+_SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
+_WORK_DIR = "/tmp/sandbox"
+
+
+def _read_payload() -> dict:
+  chunks = []
+  while True:
+    chunk = os.read(0, 1 << 16)
+    if not chunk:
+      break
+    chunks.append(chunk)
+  null = os.open(os.devnull, os.O_RDONLY)
+  os.dup2(null, 0)
+  os.close(null)
+  return json.loads(b"".join(chunks))
+
+
+def _libc():
+  import ctypes  # pylint: disable=g-import-not-at-top
+  return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _enter_namespaces(libc) -> list:
+  """Returns the namespaces entered (empty when the kernel refuses)."""
+  flags = (_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | _CLONE_NEWIPC
+           | _CLONE_NEWUTS)
+  if os.geteuid() == 0 and libc.unshare(flags) == 0:
+    return ["mount", "net", "pid", "ipc", "uts"]
+  uid, gid = os.geteuid(), os.getegid()
+  if libc.unshare(flags | _CLONE_NEWUSER) == 0:
+    # Map ourselves to root inside the new user namespace (needed to mount).
+    for path, text in (("/proc/self/setgroups", "deny"),
+                       ("/proc/self/uid_map", f"0 {uid} 1"),
+                       ("/proc/self/gid_map", f"0 {gid} 1")):
+      try:
+        with open(path, "w") as f:
+          f.write(text)
+      except OSError:
+        pass
+    return ["user", "mount", "net", "pid", "ipc", "uts"]
+  return []
+
+
+def _mount(libc, source, target, fstype, flags, data=None) -> bool:
+  enc = lambda s: None if s is None else s.encode()
+  return libc.mount(enc(source), enc(target), enc(fstype), flags,
+                    enc(data)) == 0
+
+
+def _private_filesystem(libc, cfg) -> str:
+  """Covers scratch dirs with tmpfs, mounts a fresh /proc; returns work dir."""
+  _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)
+  size = f"size={int(cfg['max_file_mb']) * 2}m,mode=755"
+  ok = _mount(libc, "tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, size)
+  for path in _SCRATCH_DIRS[1:]:
+    if os.path.isdir(path) and not os.path.islink(path):
+      _mount(libc, "tmpfs", path, "tmpfs",
+             _MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_RDONLY, "size=4k,mode=755")
+  # A /proc for the new pid namespace: host processes become invisible.
+  _mount(libc, "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+  if not ok:
+    return cfg["host_work_dir"]
+  _expose_stdlib(libc)
+  os.mkdir(_WORK_DIR, 0o700)
+  return _WORK_DIR
+
+
+def _others_can_read(path: str) -> bool:
+  """True when a process of another uid can reach and list `path`."""
+  path = os.path.realpath(path)
+  if not os.stat(path).st_mode & 0o004:
+    return False
+  while path != "/":
+    if not os.stat(path).st_mode & 0o001:
+      return False
+    path = os.path.dirname(path)
+  return True
+
+
+def _expose_stdlib(libc):
+  """Makes the standard library importable after the uid drop.
+
+  An interpreter installed under a private home (pyenv in /root) is invisible
+  to the slot's uid; read-only bind mounts under the root-owned /tmp make it
+  visible without opening up the home directory.
+  """
+  for i, path in enumerate(sys.path):
+    if not path or not os.path.exists(path) or _others_can_read(path):
+      continue
+    target = f"/tmp/.stdlib{i}"
+    if os.path.isdir(path):
+      os.mkdir(target, 0o755)
+    else:
+      os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    if _mount(libc, path, target, None, _MS_BIND | _MS_REC):
+      _mount(libc, None, target, None,
+             _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+      sys.path[i] = target
+
+
+def _count_user_tasks(uid: int) -> int:
+  count = 0
+  for pid in os.listdir("/proc"):
+    if pid.isdigit():
+      try:
+        if os.stat(f"/proc/{pid}").st_uid == uid:
+          count += len(os.listdir(f"/proc/{pid}/task"))
+      except OSError:
+        pass
+  return count
+
+
+def _set_limits(cfg, dropped_uid: bool):
+  import resource  # pylint: disable=g-import-not-at-top
+  cpu = int(cfg["cpu_s"])
+  mem = int(cfg["memory_mb"]) << 20
+  fsize = int(cfg["max_file_mb"]) << 20
+  limits = [(resource.RLIMIT_CPU, (cpu, cpu + 1)),
+            (resource.RLIMIT_AS, (mem, mem)),
+            (resource.RLIMIT_FSIZE, (fsize, fsize)),
+            (resource.RLIMIT_NOFILE, (256, 256)),
+            (resource.RLIMIT_CORE, (0, 0))]
+  nproc = int(cfg["max_processes"])
+  if not dropped_uid:
+    # RLIMIT_NPROC counts every task of the uid: leave room for the host's.
+    nproc += _count_user_tasks(os.getuid())
+  limits.append((resource.RLIMIT_NPROC, (nproc, nproc)))
+  for which, value in limits:
+    try:
+      resource.setrlimit(which, value)
+    except (ValueError, OSError):
+      pass
+
+
+def _drop_privileges(cfg, work_dir) -> bool:
+  """As root: become the slot's own uid (its own RLIMIT_NPROC budget).
+
+  Skipped when the standard library would become unreadable (no mount
+  namespace to expose it); the audit-hook guard then stands alone.
+  """
+  if os.geteuid() != 0 or cfg.get("uid") is None:
+    return False
+  if not all(_others_can_read(p) for p in sys.path if p and os.path.exists(p)):
+    return False
+  uid = int(cfg["uid"])
+  try:
+    os.chown(work_dir, uid, uid)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    return True
+  except OSError:
+    return False
+
+
+def _install_guard(work_dir: str):
+  """Audit hook: no sockets, no file changes outside the work dir.
+
+  A second layer under the namespaces and the uid drop, and the only file and
+  network barrier where the kernel refuses namespaces.
+  """
+  prefix = os.path.realpath(work_dir) + os.sep
+  realpath, fspath, isinstance_, str_, bytes_ = (
+      os.path.realpath, os.fspath, isinstance, str, bytes)
+  write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+  changes = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir",
+                       "os.symlink", "os.link", "os.chmod", "os.chown",
+                       "os.truncate", "os.utime", "shutil.rmtree"})
+
+  def outside(path) -> bool:
+    if isinstance_(path, int):
+      return False
+    try:
+      path = fspath(path)
+      if isinstance_(path, bytes_):
+        path = path.decode()
+      return not (realpath(path) + os.sep).startswith(prefix)
+    except Exception:  # pylint: disable=broad-except
+      return True
+
+  def hook(event, args):
+    if event.startswith("socket.") and event != "socket.gethostname":
+      raise PermissionError("sandbox: network access is disabled")
+    if event == "open":
+      path, mode, flags = args
+      writes = (mode is not None and isinstance_(mode, str_) and
+                any(c in mode for c in "wax+")) or (flags & write_flags)
+      if writes and outside(path):
+        raise PermissionError(f"sandbox: writing outside the work dir: {path}")
+    elif event in changes and args and outside(args[0]):
+      raise PermissionError(f"sandbox: changing files outside the work dir")
+
+  sys.addaudithook(hook)
+
+
+def _describe(exc) -> str:
+  """Names an exception without running the program's __str__/__repr__."""
+  try:
+    name = type(exc).__name__
+  except Exception:  # pylint: disable=broad-except
+    name = "exception"
+  try:
+    text = BaseException.__str__(exc)
+  except Exception:  # pylint: disable=broad-except
+    text = ""
+  return f"{name}: {text}"[:500]
+
+
+def _run(cfg, nonce, status_fd):
+  """Process D: isolates itself, runs program + tests, writes the record."""
+  ctypes, libc = _libc()
+  work_dir = cfg["host_work_dir"]
+  if cfg["namespaces"]:
+    work_dir = _private_filesystem(libc, cfg)
+  dropped = _drop_privileges(cfg, work_dir)
+  _set_limits(cfg, dropped)
+  libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # After setuid, which clears it.
+  libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+  os.chdir(work_dir)
+  os.environ["HOME"] = work_dir
+  layers = list(cfg["namespaces"]) + (["uid"] if dropped else [])
+  del ctypes, libc
+
+  # Everything the checker needs is bound here, before untrusted code runs.
+  write, dumps, getpid, exit_ = os.write, json.dumps, os.getpid, os._exit
+  streams = (sys.stdout, sys.stderr)
+  main_pid = getpid()
+  pristine_builtins = dict(builtins.__dict__)
+  builtins_clear, builtins_update = (builtins.__dict__.clear,
+                                     builtins.__dict__.update)
+  compile_, exec_, dict_ = compile, exec, dict
+
+  def report(reason, detail=""):
+    if getpid() != main_pid:  # A fork of the program never reports.
+      exit_(1)
+    # The program may have replaced builtins that json and the checker use.
+    builtins_clear()
+    builtins_update(pristine_builtins)
+    record = dumps({"nonce": nonce, "reason": reason, "detail": detail,
+                    "isolation": layers})
+    for stream in streams:
+      try:
+        stream.flush()
+      except BaseException:  # pylint: disable=broad-except
+        pass
+    try:
+      write(status_fd, (record + "\n").encode())
+    finally:
+      exit_(0)
+
+  try:
+    program = compile_(cfg["program"], "<program>", "exec")
+  except (SyntaxError, ValueError) as e:
+    report("syntax_error", "program: " + _describe(e))
+  try:
+    tests = compile_(cfg["tests"], "<tests>", "exec")
+  except (SyntaxError, ValueError) as e:
+    report("syntax_error", "tests: " + _describe(e))
+  _install_guard(work_dir)
+  sys.setrecursionlimit(int(cfg["recursion_limit"]))
+  namespace = {"__name__": "__main__", "__builtins__": builtins}
+  stage = "program"
+  try:
+    exec_(program, namespace)
+    stage = "tests"
+    test_namespace = dict_(namespace)
+    test_namespace["__builtins__"] = dict_(pristine_builtins)
+    exec_(tests, test_namespace)
+  except MemoryError:
+    report("memory", stage)
+  except BaseException as e:  # pylint: disable=broad-except
+    builtins_clear()
+    builtins_update(pristine_builtins)
+    report("failed", f"{stage}: " + _describe(e))
+  report("passed")
+
+
+def _reap_until(pid: int) -> int:
+  """Reaps children (orphans too) until `pid` ends; returns its exit code.
+
+  A death by signal N becomes 128 + N, as in a shell.
+  """
+  while True:
+    try:
+      done, status = os.waitpid(-1, 0)
+    except InterruptedError:
+      continue
+    except ChildProcessError:
+      return 70
+    if done == pid:
+      if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+      return os.WEXITSTATUS(status)
+
+
+def main():
+  cfg = _read_payload()
+  nonce, status_fd = cfg.pop("nonce"), int(cfg.pop("status_fd"))
+  namespaces = []
+  if cfg["isolation"] == "full":
+    _, libc = _libc()
+    namespaces = _enter_namespaces(libc)
+  cfg["namespaces"] = namespaces
+  # B (here) stays outside the new pid namespace; its child C is that
+  # namespace's init, which the kernel shields from SIG_DFL signals (the CPU
+  # limit's SIGXCPU, kill(0, SIGKILL)), so the program runs in C's child D.
+  # When C exits the kernel kills everything left in the namespace.
+  init = os.fork()
+  if init == 0:
+    runner = os.fork()
+    if runner == 0:
+      try:
+        _run(cfg, nonce, status_fd)
+      except BaseException as e:  # pylint: disable=broad-except
+        os.write(2, f"sandbox set-up failed: {_describe(e)}\n".encode())
+      finally:
+        os._exit(70)
+    os.close(status_fd)
+    del nonce
+    os._exit(_reap_until(runner))
+  os.close(status_fd)
+  del nonce
+  os._exit(_reap_until(init))
+
+
+if __name__ == "__main__":
+  main()

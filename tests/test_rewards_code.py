@@ -1,0 +1,221 @@
+"""The code sandbox: correct programs pass, hostile programs fail safely."""
+
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from score_jax.rewards import code
+
+_ADD = "def add(a, b):\n  return a + b\n"
+_ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+_FULL = ("mount", "net", "pid", "uid")
+
+
+def _full_isolation() -> bool:
+  layers = code.run_program("x = 1", "assert x == 1").isolation
+  return all(layer in layers for layer in _FULL)
+
+
+def _sandbox_processes() -> list:
+  """Host-visible processes that belong to the sandbox (child or slot uid)."""
+  found = []
+  for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+      continue
+    try:
+      uid = os.stat(f"/proc/{pid}").st_uid
+      with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    except OSError:
+      continue
+    if uid >= code._UID_BASE or b"_sandbox_child.py" in cmdline:
+      found.append((pid, uid, cmdline[:80]))
+  return found
+
+
+def _scratch_entries() -> set:
+  """Sandbox work dirs and escape files in the host's scratch dirs."""
+  return {os.path.join(d, n) for d in ("/tmp", "/var/tmp", "/dev/shm")
+          if os.path.isdir(d) for n in os.listdir(d)
+          if n.startswith(("score_sandbox_", "score_escape", "escape"))}
+
+
+def test_correct_program_passes_and_wrong_one_fails():
+  ok = code.run_program(_ADD, _ADD_TESTS)
+  assert ok.passed and ok.reason == "passed", ok
+  bad = code.run_program("def add(a, b):\n  return a - b\n", _ADD_TESTS)
+  assert not bad.passed and bad.reason == "failed", bad
+  assert "AssertionError" in bad.detail
+
+
+def test_syntax_error_and_exceptions():
+  r = code.run_program("def add(a, b)\n  return a + b\n", _ADD_TESTS)
+  assert (r.passed, r.reason) == (False, "syntax_error"), r
+  r = code.run_program(_ADD, "assert add(1, 2) == \n")
+  assert (r.passed, r.reason) == (False, "syntax_error"), r
+  r = code.run_program("def add(a, b):\n  return undefined_name\n", _ADD_TESTS)
+  assert (r.passed, r.reason) == (False, "failed") and "NameError" in r.detail
+
+
+def test_output_is_captured_and_capped():
+  r = code.run_program("print('hello from the sandbox')", "",
+                       max_output_bytes=1000)
+  assert r.passed and "hello from the sandbox" in r.output
+  r = code.run_program("print('y' * 3000)", "", max_output_bytes=1000)
+  assert r.passed and len(r.output) == 1000
+
+
+def test_bad_arguments_are_named():
+  with pytest.raises(ValueError, match="timeout_s"):
+    code.run_program(_ADD, _ADD_TESTS, timeout_s=0)
+  with pytest.raises(ValueError, match="isolation"):
+    code.run_program(_ADD, _ADD_TESTS, isolation="none")
+  with pytest.raises(ValueError, match="2 programs but 1"):
+    code.run_many([_ADD, _ADD], [_ADD_TESTS])
+  with pytest.raises(TypeError, match="must be str"):
+    code.run_program(None, _ADD_TESTS)
+
+
+# Each hostile program, what it attempts, and the reason it must get. The
+# tests that follow a hostile program would pass if it were not stopped.
+_ESCAPE = f"/tmp/score_escape_{uuid.uuid4().hex}"
+_ESCAPE_HOME = f"/root/score_escape_{uuid.uuid4().hex}"
+_HOSTILE = {
+    "fork_bomb": ("import os\nwhile True:\n  os.fork()\n", "", "failed"),
+    "infinite_loop": ("while True:\n  pass\n", "", "timeout"),
+    "allocate_50gb": ("x = bytearray(50 * 2**30)\n", "", "memory"),
+    "allocate_50gb_slowly": (
+        "chunks = []\nwhile True:\n  chunks.append(bytearray(2**26))\n", "",
+        "memory"),
+    "sleep_forever": ("import time\ntime.sleep(10**6)\n", "", "timeout"),
+    "write_outside": (
+        f"open({_ESCAPE!r}, 'w').write('escaped')\n"
+        f"open({_ESCAPE_HOME!r}, 'w').write('escaped')\n", "", "failed"),
+    "write_outside_via_libc": (
+        "import ctypes, os\nlibc = ctypes.CDLL(None)\n"
+        f"for path in ({_ESCAPE!r}, {_ESCAPE_HOME!r}, '/dev/shm/escape'):\n"
+        "  fd = libc.open(path.encode(), os.O_CREAT | os.O_WRONLY, 0o644)\n"
+        "  assert fd < 0, path\n"
+        "raise RuntimeError('every write was refused')\n", "", "failed"),
+    "kill_parent": (
+        "import os, signal\nfor pid in (os.getppid(), 1, -1, -os.getpgid(0)):\n"
+        "  try:\n    os.kill(pid, signal.SIGKILL)\n  except OSError:\n"
+        "    pass\n", "", "crash"),
+    "print_1gb": ("import sys\nfor _ in range(2**20):\n"
+                  "  sys.stdout.write('x' * 1023 + '\\n')\n", "", "failed"),
+    "sys_exit_before_asserts": ("import sys\nsys.exit(0)\n", "assert False",
+                                "failed"),
+    "os_exit_before_asserts": ("import os\nos._exit(0)\n", "assert False",
+                               "failed"),
+    "exit_inside_tested_function": (
+        "import os\ndef add(a, b):\n  os._exit(0)\n", _ADD_TESTS, "failed"),
+    "raise_systemexit_inside_asserts": (
+        "def add(a, b):\n  raise SystemExit(0)\n", _ADD_TESTS, "failed"),
+    "override_builtins": (
+        "import builtins\ndef add(a, b):\n  return 0\n"
+        "builtins.exec = lambda *a, **k: None\n"
+        "builtins.compile = lambda *a, **k: compile('pass', 'x', 'exec')\n"
+        "builtins.AssertionError = type('Nothing', (Exception,), {})\n"
+        "builtins.isinstance = lambda *a: True\n"
+        "builtins.len = lambda x: 3\n"
+        "__builtins__.print = lambda *a, **k: None\n",
+        _ADD_TESTS + "assert isinstance(add(1, 2), str)\n"
+        "assert len([]) == 3\n", "failed"),
+    "forge_status_record": (
+        "import json, os\nfor fd in range(3, 64):\n  try:\n"
+        "    os.write(fd, (json.dumps({'nonce': '0' * 32, 'reason': 'passed',"
+        " 'detail': ''}) + '\\n').encode())\n  except OSError:\n    pass\n"
+        "os._exit(0)\n", "assert False", "failed"),
+    "read_host_env": (
+        "import os\nleak = os.environ.get('SCORE_JAX_TEST_SECRET')\n"
+        "try:\n  leak = leak or open('/proc/{host_pid}/environ').read()\n"
+        "except OSError:\n  pass\n",
+        "assert leak and 'hunter2' in leak", "failed"),
+    "socket_to_localhost": (
+        "import socket\n"
+        "socket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
+        "", "failed"),
+    "socket_via_libc": (
+        "import ctypes, socket, struct\nlibc = ctypes.CDLL(None)\n"
+        "fd = libc.socket(2, 1, 0)\nassert fd >= 0\n"
+        "addr = struct.pack('=H', 2) + struct.pack('!H', {port}) + "
+        "bytes([127, 0, 0, 1]) + bytes(8)\n"
+        "assert libc.connect(fd, addr, 16) != 0\n"
+        "raise RuntimeError('no route to the host')\n", "", "failed"),
+    "escape_process_group": (
+        "import os, time\nif os.fork() == 0:\n  os.setsid()\n"
+        "  time.sleep(10**6)\n", "", "passed"),
+}
+
+
+@pytest.mark.slow
+def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
+    monkeypatch):
+  monkeypatch.setenv("SCORE_JAX_TEST_SECRET", "hunter2")
+  full = _full_isolation()
+  listener = socket.socket()
+  listener.bind(("127.0.0.1", 0))
+  listener.listen(8)
+  listener.setblocking(False)
+  port = listener.getsockname()[1]
+  before = _scratch_entries()
+  names = list(_HOSTILE)
+  if not full:  # Only the kernel layers stop a C-level (ctypes) escape.
+    names = [n for n in names if not n.endswith("via_libc")]
+  programs = [_HOSTILE[n][0].replace("{port}", str(port)).replace(
+      "{host_pid}", str(os.getpid())) for n in names]
+  tests = [_HOSTILE[n][1] for n in names]
+  start = time.monotonic()
+  results = code.run_many(programs, tests, timeout_s=3.0, memory_mb=512,
+                          workers=4)
+  elapsed = time.monotonic() - start
+  got = {n: (r.reason, r.detail) for n, r in zip(names, results)}
+  want = {n: (_HOSTILE[n][2], got[n][1]) for n in names}
+  assert got == want
+  assert elapsed < 40, elapsed  # Bounded: 19 programs, 4 at a time, 3 s each.
+  with pytest.raises(BlockingIOError):
+    listener.accept()  # Nobody connected.
+  listener.close()
+  assert not os.path.exists(_ESCAPE) and not os.path.exists(_ESCAPE_HOME)
+  assert not os.path.exists("/dev/shm/escape")
+  assert _scratch_entries() <= before  # No leftovers in /tmp.
+  assert not _sandbox_processes()
+  # The host is healthy: it can still run programs, in parallel.
+  again = code.run_many([_ADD] * 4, [_ADD_TESTS] * 4, workers=4)
+  assert all(r.passed for r in again), again
+
+
+def test_isolation_layers_in_force_as_root():
+  if os.geteuid() != 0:
+    pytest.skip("uid drop and namespaces are tested where the host is root")
+  r = code.run_program(
+      "import os\nassert os.getuid() != 0\nassert os.getcwd() == "
+      "'/tmp/sandbox'\nassert os.environ.get('HOME') == '/tmp/sandbox'\n"
+      "assert not os.path.exists('/proc/{}')\n".format(os.getpid()), "")
+  assert r.passed, r
+  assert set(_FULL) <= set(r.isolation)
+
+
+def test_basic_isolation_guard_blocks_files_and_sockets():
+  """Without namespaces the audit-hook guard still refuses both."""
+  path = f"/tmp/score_escape_basic_{uuid.uuid4().hex}"
+  r = code.run_program(f"open({path!r}, 'w').write('x')", "",
+                       isolation="basic")
+  assert (r.reason, "mount" in r.isolation) == ("failed", False), r
+  assert "outside the work dir" in r.detail and not os.path.exists(path)
+  r = code.run_program("import socket\nsocket.socket()", "", isolation="basic")
+  assert r.reason == "failed" and "network" in r.detail, r
+  r = code.run_program("open('inside.txt', 'w').write('x')\n"
+                       "assert open('inside.txt').read() == 'x'", "",
+                       isolation="basic")
+  assert r.passed, r
+
+
+def test_run_many_is_parallel_and_ordered():
+  programs = [f"def f():\n  return {i}\n" for i in range(12)]
+  tests = [f"assert f() == {i if i % 3 else -1}\n" for i in range(12)]
+  results = code.run_many(programs, tests, workers=4)
+  assert [r.passed for r in results] == [bool(i % 3) for i in range(12)]
