@@ -252,7 +252,7 @@ def _levenshtein_reference(a, b):
   return table[len(a)][len(b)]
 
 
-@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.settings(max_examples=300, deadline=None, database=None)
 @hypothesis.given(st.text(alphabet="abcé ", max_size=30),
                   st.text(alphabet="abcé ", max_size=30))
 def test_levenshtein_matches_reference_on_strings(a, b):
@@ -263,7 +263,7 @@ def test_levenshtein_matches_reference_on_strings(a, b):
                                           else 0.0)
 
 
-@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.settings(max_examples=60, deadline=None, database=None)
 @hypothesis.given(st.text(alphabet="ab\n", min_size=60, max_size=200),
                   st.text(alphabet="ab\n", min_size=60, max_size=200))
 def test_levenshtein_matches_reference_beyond_one_machine_word(a, b):
@@ -271,7 +271,7 @@ def test_levenshtein_matches_reference_beyond_one_machine_word(a, b):
   assert ev.levenshtein(a, b) == _levenshtein_reference(a, b)
 
 
-@hypothesis.settings(max_examples=100, deadline=None)
+@hypothesis.settings(max_examples=100, deadline=None, database=None)
 @hypothesis.given(st.lists(st.integers(0, 5), max_size=25),
                   st.lists(st.integers(0, 5), max_size=25))
 def test_levenshtein_matches_reference_on_tokens(a, b):
