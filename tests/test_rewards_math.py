@@ -1,0 +1,108 @@
+"""Math grading on real MATH500 data and on the equivalent forms that matter."""
+
+import json
+import pathlib
+
+import pytest
+
+from score_jax.rewards import math as math_reward
+
+_DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+_MATH500 = _DATA / "math500_test.jsonl"
+
+
+def _final(answer: str) -> str:
+  return ("Let me work it out step by step.\n"
+          f"Final Answer: The final answer is ${answer}$. I hope it is correct.")
+
+
+def _math500() -> list:
+  if not _MATH500.exists():
+    pytest.skip(f"MATH500 data not found at {_MATH500}")
+  with open(_MATH500) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("a, b", [
+    ("0.5", r"\frac{1}{2}"),
+    (r"\dfrac{14}{3}", "14/3"),
+    (r"90^\circ", "90"),
+    (r"\left( 3, \frac{\pi}{2} \right)", r"(3,\frac{\pi}{2})"),
+    (r"\frac12", r"\frac{1}{2}"),
+    ("1,000", "1000"),
+    (r"x = 5", "5"),
+    (r"\text{(C)}", "(C)"),
+    (r"2\sqrt{3}", r"\sqrt{12}"),
+    (r"\{1, 2\}", r"\{2, 1\}"),
+])
+def test_equivalent_forms_grade_correct_both_ways(a, b):
+  assert math_reward.grade(_final(a), b) == 1.0
+  assert math_reward.grade(_final(b), a) == 1.0
+
+
+@pytest.mark.parametrize("a, b", [
+    ("3", "4"), (r"\frac{1}{3}", "0.33"), ("(1, 2)", "(2, 1)"),
+    (r"\sqrt{2}", "2"), ("-5", "5"), (r"\text{Evelyn}", r"\text{Bob}"),
+])
+def test_different_answers_grade_incorrect(a, b):
+  assert math_reward.grade(_final(a), b) == 0.0
+
+
+def test_extraction_prefers_final_line_then_last_boxed():
+  text = r"First \boxed{1}, then \boxed{\frac{2}{3}}."
+  assert math_reward.extract_answer(text) == r"\frac{2}{3}"
+  assert math_reward.extract_answer(text + "\n" + _final("7")) == "7"
+  assert math_reward.extract_answer(r"so \boxed{\{1,\{2\}\}}") == r"\{1,\{2\}\}"
+  assert math_reward.extract_answer(r"\fbox{12}") == "12"
+  assert math_reward.extract_answer("The final answer is 42.") == "42"
+  assert math_reward.extract_answer("no answer here") is None
+  assert math_reward.grade("no answer here", "3") == 0.0
+  assert math_reward.grade(r"\boxed{3", "3") == 0.0  # Unbalanced: no answer.
+
+
+def test_bad_input_is_named():
+  with pytest.raises(ValueError, match="reference_answer"):
+    math_reward.grade(_final("3"), "  ")
+  with pytest.raises(TypeError, match="response must be str"):
+    math_reward.grade(None, "3")
+  with pytest.raises(ValueError, match="2 responses but 1"):
+    math_reward.grade_many(["a", "b"], ["1"])
+
+
+def test_math500_reference_solutions_grade_correct():
+  records = _math500()
+  assert len(records) == 500
+  boxed = [math_reward.grade(r["solution"], r["answer"]) for r in records]
+  final = [math_reward.grade(_final(r["answer"]), r["answer"]) for r in records]
+  assert sum(boxed) == 500 and sum(final) == 500
+
+
+def mismatched_pairs(records: list) -> list:
+  """(response, other answer) for each record: the next record whose answer
+  normalises differently (MATH500 repeats answers; '3' appears 19 times)."""
+  pairs = []
+  n = len(records)
+  for i, record in enumerate(records):
+    own = math_reward.normalize_answer(record["answer"])
+    k = 1
+    while math_reward.normalize_answer(records[(i + k) % n]["answer"]) == own:
+      k += 1
+    pairs.append((record["solution"], records[(i + k) % n]["answer"]))
+  return pairs
+
+
+@pytest.mark.slow
+def test_math500_mismatched_pairs_grade_incorrect():
+  pairs = mismatched_pairs(_math500())
+  grades = math_reward.grade_many([p[0] for p in pairs], [p[1] for p in pairs])
+  wrong_rate = 1.0 - sum(grades) / len(grades)
+  assert wrong_rate >= 0.995, [p for p, g in zip(pairs, grades) if g]
+
+
+def test_grade_many_matches_grade_in_the_pool():
+  records = _math500()[:80]
+  responses = [r["solution"] for r in records]
+  references = [records[(i + i % 2) % 80]["answer"] for i in range(80)]
+  expected = [math_reward.grade(r, a) for r, a in zip(responses, references)]
+  assert math_reward.grade_many(responses, references, workers=2) == expected
+  assert sum(expected) >= 40  # Every even pair is the record's own answer.
