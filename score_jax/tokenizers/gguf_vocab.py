@@ -126,10 +126,13 @@ def _sentencepiece(meta: dict[str, Any], path: str) -> SentencePieceBackend:
   trainer.model_type = sp_pb2.TrainerSpec.BPE
   trainer.vocab_size = n
   trainer.byte_fallback = bool((types == 6).any())
-  for field, key in (("unk_id", "unknown"), ("bos_id", "bos"),
-                     ("eos_id", "eos"), ("pad_id", "padding")):
+  # sentencepiece finds its special ids by these piece names.
+  for field, key in (("unk", "unknown"), ("bos", "bos"), ("eos", "eos"),
+                     ("pad", "padding")):
     value = meta.get(f"tokenizer.ggml.{key}_token_id")
-    setattr(trainer, field, -1 if value is None else int(value))
+    setattr(trainer, f"{field}_id", -1 if value is None else int(value))
+    if value is not None:
+      setattr(trainer, f"{field}_piece", tokens[value])
   norm = proto.normalizer_spec
   norm.name = "identity"
   norm.add_dummy_prefix = bool(meta.get("tokenizer.ggml.add_space_prefix",
