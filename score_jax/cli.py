@@ -11,6 +11,7 @@ import sys
 from absl import app
 
 COMMANDS = {
+    "convert": "Convert a checkpoint (GGUF/HF/Gemma/Orbax) to HF or Orbax.",
     "forward": "Run a forward pass of a model preset and report timings.",
 }
 

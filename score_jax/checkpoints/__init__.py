@@ -39,6 +39,7 @@ class LoadedModel:
   params: Any
   tokenizer: Any = None
   spec: str = ""
+  tokenizer_spec: Optional[str] = None
   load_seconds: float = 0.0
   from_cache: bool = False
 
@@ -142,7 +143,8 @@ def load_model(spec: str, tokenizer: Union[str, bool, None] = None,
                             f"{config.vocab_size}")
   seconds = time.perf_counter() - start
   logging.info("loaded %s in %.1fs (cache hit: %s)", spec, seconds, hit)
-  return LoadedModel(config, params, tok, spec, seconds, hit)
+  return LoadedModel(config, params, tok, spec, tok_spec or None, seconds,
+                     hit)
 
 
 def save_model(spec: str, config: ModelConfig, params: Any,

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Callable, Optional
 
 from absl import logging
 import numpy as np
 
+from score_jax.checkpoints._atomic import atomic_dir
 from score_jax.models.config import ModelConfig
 
 # Bump when the conversion changes, so old entries are not reused.
@@ -77,22 +76,13 @@ def read_entry(folder: str) -> Optional[tuple[ModelConfig, dict[str, Any]]]:
 
 def write_entry(folder: str, config: ModelConfig, params: Any) -> None:
   """Writes an entry atomically (temp folder beside it, then rename)."""
-  parent = os.path.dirname(folder)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-  try:
+  # Racing writers each rename a whole entry into place; the last one stays.
+  with atomic_dir(folder, overwrite=True) as tmp:
     flat = _flatten(params)
     for name, v in flat.items():
       np.save(os.path.join(tmp, name + ".npy"), np.asarray(v))
     with open(os.path.join(tmp, "config.json"), "w") as f:
       json.dump({"config": config.to_dict(), "leaves": sorted(flat)}, f)
-    try:
-      os.rename(tmp, folder)
-    except OSError:
-      if not os.path.isdir(folder):  # lost a race: the other entry is whole
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cached(path: str, kind: str,

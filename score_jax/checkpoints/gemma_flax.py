@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Optional
 
 import numpy as np
 
+from score_jax.checkpoints._atomic import atomic_dir
 from score_jax.checkpoints._families import family_config
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
@@ -212,18 +211,11 @@ def write_gemma_flax(directory: str, config: ModelConfig, params: Any,
   """Writes the Gemma Flax layout with Orbax (temp folder, then rename)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory) and not overwrite:
-    raise FileExistsError(f"{directory} exists; pass overwrite=True")
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-",
-                         dir=parent)
-  try:
-    ocp.PyTreeCheckpointer().save(os.path.join(tmp, "ckpt"),
-                                  params_to_gemma(params, config))
-    if os.path.exists(directory):
-      shutil.rmtree(directory)
-    os.rename(os.path.join(tmp, "ckpt"), directory)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+  tree = params_to_gemma(params, config)
+  with atomic_dir(directory, overwrite) as tmp:
+    # Orbax wants to create its own folder: save into one inside tmp.
+    ocp.PyTreeCheckpointer().save(os.path.join(tmp, "ckpt"), tree)
+    for name in os.listdir(os.path.join(tmp, "ckpt")):
+      os.rename(os.path.join(tmp, "ckpt", name), os.path.join(tmp, name))
+    os.rmdir(os.path.join(tmp, "ckpt"))
   return directory

@@ -2,20 +2,19 @@
 
 Layout of `<dir>`: `params/` (Orbax StandardCheckpointer) and `config.json`
 (`{"format": "score_jax.params", "version": 1, "config": ModelConfig dict}`).
-A save goes to a temporary folder next to `<dir>` and is renamed into place,
-so a crash never leaves a half-written checkpoint under the final name.
+A save goes to a temporary folder next to `<dir>` and is renamed into place
+(`_atomic.atomic_dir`): a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Optional
 
 import jax
 
+from score_jax.checkpoints._atomic import atomic_dir
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 
@@ -30,14 +29,7 @@ def save_params(directory: str, config: ModelConfig, params: Any,
   `tokenizer_spec` (e.g. 'gguf:/path') is recorded for `load_model`."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory) and not overwrite:
-    raise FileExistsError(f"{directory} exists; pass overwrite=True to "
-                          "replace it")
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-",
-                         dir=parent)
-  try:
+  with atomic_dir(directory, overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(tmp, "params"), params)
       ckptr.wait_until_finished()
@@ -45,16 +37,6 @@ def save_params(directory: str, config: ModelConfig, params: Any,
       json.dump({"format": FORMAT, "version": VERSION,
                  "config": config.to_dict(), "tokenizer": tokenizer_spec},
                 f, indent=1)
-    if os.path.exists(directory):
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-",
-                             dir=parent)
-      os.rename(directory, os.path.join(old, "x"))
-      os.rename(tmp, directory)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, directory)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return directory
 
 

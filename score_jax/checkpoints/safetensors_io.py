@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-import tempfile
 from typing import Any, Optional
 
 import ml_dtypes
 import numpy as np
 
 from score_jax.checkpoints import hf
+from score_jax.checkpoints._atomic import atomic_dir
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 
@@ -135,7 +134,7 @@ def write_hf(directory: str, config: ModelConfig, params: Any,
   """Writes an HF directory that `AutoModelForCausalLM.from_pretrained`
   loads; shards above `max_shard_bytes` with an index. Atomic (temp+rename)."""
   directory = os.path.abspath(os.fspath(directory))
-  if os.path.exists(directory) and not overwrite:
+  if os.path.exists(directory) and not overwrite:  # before converting
     raise FileExistsError(f"{directory} exists; pass overwrite=True")
   tensors = {k: np.asarray(v).astype(dtype)
              for k, v in hf.params_to_hf(params, config).items()}
@@ -147,11 +146,7 @@ def write_hf(directory: str, config: ModelConfig, params: Any,
       size = 0
     shards[-1][name] = tensors[name]
     size += tensors[name].nbytes
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-",
-                         dir=parent)
-  try:
+  with atomic_dir(directory, overwrite) as tmp:
     hf_config = hf.config_to_hf(config)
     hf_config["torch_dtype"] = np.dtype(dtype).name
     with open(os.path.join(tmp, "config.json"), "w") as f:
@@ -168,9 +163,4 @@ def write_hf(directory: str, config: ModelConfig, params: Any,
       with open(os.path.join(tmp, INDEX), "w") as f:
         json.dump({"metadata": {"total_size": total},
                    "weight_map": weight_map}, f, indent=1)
-    if os.path.exists(directory):
-      shutil.rmtree(directory)
-    os.rename(tmp, directory)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return directory

@@ -1,0 +1,40 @@
+"""`score-jax convert --from SPEC --to hf:<dir>|orbax:<dir>|gemma-flax:<dir>`.
+
+Reads any checkpoint `load_model` reads (GGUF, HF, Gemma Flax, Orbax,
+preset, packaged short names) and writes it out; with --check, loads the
+written copy back and compares logits on a few tokens.
+"""
+
+from absl import flags
+import numpy as np
+
+from score_jax import checkpoints
+
+_FROM = flags.DEFINE_string("from", None, "Source model spec, e.g. "
+                            "gemma3-270m, gguf:<file>, hf:<dir>.",
+                            required=True)
+_TO = flags.DEFINE_string("to", None, "Destination: hf:<dir>, orbax:<dir> or "
+                          "gemma-flax:<dir>.", required=True)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace an existing destination.")
+_CHECK = flags.DEFINE_bool("check", True, "Reload the written copy and "
+                           "compare logits on 8 tokens.")
+
+
+def main(argv):
+  del argv
+  src = checkpoints.load_model(_FROM.value)
+  c = src.config
+  print(f"read {_FROM.value}: {c.family}, {c.num_layers} layers, "
+        f"D={c.embed_dim}, V={c.vocab_size} in {src.load_seconds:.1f}s")
+  out = checkpoints.save_model(_TO.value, c, src.params,
+                               tokenizer_spec=src.tokenizer_spec,
+                               overwrite=_OVERWRITE.value)
+  print(f"wrote {_TO.value} ({out})")
+  if _CHECK.value:
+    ids = np.arange(1, 9, dtype=np.int32)[None] % c.vocab_size
+    back = checkpoints.load_model(_TO.value, tokenizer=False)
+    diff = float(np.abs(back.logits(ids) - src.logits(ids)).max())
+    print(f"check: max |logits difference| on 8 tokens = {diff:.3g}")
+    if diff > 1e-4:
+      raise SystemExit(f"convert: written copy differs (max {diff:.3g})")
