@@ -125,7 +125,8 @@ def plan(coordinator_address: Optional[str] = None,
   """Decides whether and how to initialise JAX's distributed runtime.
 
   Args:
-    coordinator_address: 'host:port' of process 0's coordinator service.
+    coordinator_address: 'host:port' of process 0's coordinator service
+      (default: $JAX_COORDINATOR_ADDRESS).
     num_processes: total number of processes (hosts), >= 1.
     process_id: this process's index in [0, num_processes).
     environ: the environment to read (default `os.environ`).
@@ -135,6 +136,9 @@ def plan(coordinator_address: Optional[str] = None,
     ValueError: naming the bad or missing argument.
   """
   environ = os.environ if environ is None else environ
+  # JAX itself falls back to this variable; decide with what JAX will use.
+  if coordinator_address is None:
+    coordinator_address = environ.get("JAX_COORDINATOR_ADDRESS") or None
   if coordinator_address is not None:
     parse_address(coordinator_address)
   if num_processes is not None:

@@ -45,6 +45,15 @@ def test_explicit_flags():
   assert _plan("[::1]:8476", 2, 0).source == "flags"
 
 
+def test_coordinator_address_from_jax_environment_variable():
+  env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.2:8476"}
+  assert _plan(num_processes=2, process_id=1, environ=env) == (
+      distributed.Plan("flags", "10.0.0.2:8476", 2, 1))
+  with pytest.raises(ValueError, match="'10.0.0.2' must be 'host:port'"):
+    _plan(num_processes=2, process_id=1,
+          environ={"JAX_COORDINATOR_ADDRESS": "10.0.0.2"})
+
+
 def test_cluster_environments_are_detected():
   assert _plan(environ=_SLURM) == distributed.Plan("slurm")
   assert _plan(environ=_OMPI) == distributed.Plan("ompi")
