@@ -233,7 +233,7 @@ def test_metadata_reader_reads_every_value_type(tmp_path):
 
 def test_sentencepiece_model_file(gemma, tmp_path):
   path = tmp_path / "gemma.model"
-  path.write_bytes(gemma._backend.processor.serialized_model_proto())
+  path.write_bytes(gemma.backend.processor.serialized_model_proto())
   tok = load_tokenizer(f"sentencepiece:{path}")
   assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.chat_format) == (
       2, 1, 0, "gemma")
@@ -289,6 +289,41 @@ def _write_gguf(path, **kv):
   writer.write_kv_data_to_file()
   writer.write_tensors_to_file()
   writer.close()
+
+
+def _write_spm_gguf(path, eos=2):
+  """A tiny Llama-2-style SentencePiece vocabulary (dummy prefix on)."""
+  tokens = ["<unk>", "<s>", "</s>", "<start_of_turn>", "<end_of_turn>",
+            "\u2581", "a", "b", "\u2581a", "ab", "\u2581ab"]
+  writer = gguf.GGUFWriter(str(path), "llama")
+  writer.add_tokenizer_model("llama")
+  writer.add_token_list(tokens)
+  writer.add_token_scores([0.0] * 5 + [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0])
+  writer.add_token_types([2, 3, 3, 3, 3] + [1] * 6)
+  writer.add_bos_token_id(1)
+  writer.add_eos_token_id(eos)
+  writer.add_unk_token_id(0)
+  writer.add_add_space_prefix(True)
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+
+
+def test_synthetic_sentencepiece_gguf_with_space_prefix(tmp_path):
+  path = tmp_path / "spm.gguf"
+  _write_spm_gguf(path)
+  tok = load_tokenizer(f"gguf:{path}")
+  assert tok.chat_format == "gemma" and tok.add_bos
+  assert tok.encode("ab ab") == [10, 10]  # '▁ab' twice: the dummy prefix
+  assert tok.decode(tok.encode("ab ab")) == "ab ab"
+  # The space the prefix stands for is kept after a control token.
+  assert tok.decode([1, 10, 4, 10]) == "<s> ab<end_of_turn> ab"
+  bad = tmp_path / "bad_eos.gguf"
+  _write_spm_gguf(bad, eos=99)
+  with pytest.raises(ValueError, match=f"{bad}: tokenizer.ggml.eos_token_id "
+                     "is 99, outside the vocabulary of 11"):
+    load_tokenizer(f"gguf:{bad}")
 
 
 def test_gguf_without_tokenizer(tmp_path):

@@ -49,6 +49,12 @@ def gguf_backend(meta: dict[str, Any], path: str):
     raise ValueError(
         f"{path} has no tokenizer metadata (tokenizer.ggml.model and "
         f"tokenizer.ggml.tokens); load the tokenizer from another file")
+  n = len(meta["tokenizer.ggml.tokens"])
+  for key in ("bos", "eos", "unknown", "padding"):
+    value = meta.get(f"tokenizer.ggml.{key}_token_id")
+    if value is not None and not 0 <= value < n:
+      raise ValueError(f"{path}: tokenizer.ggml.{key}_token_id is {value}, "
+                       f"outside the vocabulary of {n} tokens")
   if kind == "gpt2":
     return _byte_level_bpe(meta, path)
   if kind == "llama":

@@ -8,9 +8,13 @@ Chat formats (`chat_format`):
   chatml  `<|im_start|>{role}\n{content}<|im_end|>\n` ... `<|im_start|>assistant\n`
           (no BOS; a `default_system` prompt, e.g. SmolLM2's, is added when the
           conversation does not start with a system message, like its template).
-  plain   no template, for pretrained models prompted few-shot: contents are
-          joined with blank lines ('\n\n'), the generation prompt is nothing,
-          and a follow-up is '\n\n' + instruction + '\n\n'. Roles are ignored.
+  plain   no template, for pretrained models prompted few-shot. Roles are
+          ignored; a turn is its content and a blank line ('\n\n'); the
+          generation prompt is nothing; a follow-up is '\n\n' + instruction +
+          '\n\n' (a plain model turn has no end-of-turn token). BOS comes
+          first when the model wants it (`add_bos`). apply_chat_template
+          encodes all turns as one text (better merges than joining turn ids)
+          and leaves out the last blank line when add_generation_prompt=False.
 
 Control tokens are always inserted as ids and text between them is encoded on
 its own, which is exactly what an HF tokenizer does to a rendered template;
@@ -35,6 +39,7 @@ class Tokenizer:
   """Text <-> int ids, special ids and chat turns for one model.
 
   Attributes:
+    backend: the engine (backends.Backend) that converts plain text.
     bos_id, eos_id, pad_id: special ids (bos_id is None when there is none).
     end_of_turn_id, start_of_turn_id: chat markers (None for 'plain').
     stop_ids: ids that end generation: eos and end of turn.
@@ -56,7 +61,7 @@ class Tokenizer:
                                    or end_of_turn_id is None):
       raise ValueError(f"{name or 'tokenizer'}: chat format {chat_format!r} "
                        f"needs start- and end-of-turn tokens in the vocabulary")
-    self._backend = backend
+    self.backend = backend
     self.name = name
     self.vocab_size = backend.vocab_size
     for key, value in (("eos_id", eos_id), ("pad_id", pad_id),
@@ -87,7 +92,7 @@ class Tokenizer:
     """Ids of `text` (control-token text stays text); BOS first if asked."""
     if not isinstance(text, str):
       raise TypeError(f"encode expects str, got {type(text).__name__}")
-    ids = self._backend.encode(text)
+    ids = self.backend.encode(text)
     if add_bos:
       if self.bos_id is None:
         raise ValueError(f"{self.name}: add_bos=True but this vocabulary has "
@@ -106,11 +111,11 @@ class Tokenizer:
                        f"vocabulary [0, {self.vocab_size})")
     if self.pad_id not in self.stop_ids:
       ids = [i for i in ids if i != self.pad_id]
-    return self._backend.decode(ids)
+    return self.backend.decode(ids)
 
   def token_to_id(self, token: str) -> int | None:
     """Id of one vocabulary entry spelled as in the vocabulary, or None."""
-    return self._backend.token_to_id(token)
+    return self.backend.token_to_id(token)
 
   # -- chat ------------------------------------------------------------------
 
