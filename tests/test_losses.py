@@ -115,7 +115,9 @@ def test_metrics_by_hand():
   ent = jnp.asarray(np.tile([9.0, 1.0, 2.0, 9.0, 3.0, 5.0], (2, 1)))
   _, m = score_loss(lp, lp, tiny_batch(), cfg(stage="stage2", alpha=10.0),
                     entropy=ent)
-  expected = {"reward/t1": 0.5, "reward/t2": 0.5, "return/t1": 0.5,
+  # r1 = (0, 1), r2 = (1, 0): row 0 incorrect -> correct, row 1 the reverse.
+  expected = {"reward/t1": 0.5, "reward/t2": 0.5, "reward/delta": 0.0,
+              "reward/i_to_c": 0.5, "reward/c_to_i": 0.5, "return/t1": 0.5,
               "return/t2": 0.5, "advantage/t1/mean": 0.0,
               "advantage/t1/std": 1.0, "advantage/t2/mean": 0.0,
               "advantage/t2/std": 21.0, "len/t1": 2.0, "len/t2": 2.0,
@@ -454,6 +456,15 @@ def test_chunked_equals_dense(chunk_size):
   for k in dense:
     np.testing.assert_allclose(chunked[k], dense[k], rtol=1e-5, atol=1e-6,
                                err_msg=k)
+  one_token = token_stats_from_hidden(
+      hidden[:, :1], tokens[:, :1], _softcapped(w), chunk_size=chunk_size,
+      ref_hidden=ref_hidden[:, :1], ref_logits_fn=_softcapped(w_ref),
+      entropy=True)
+  dense_one = token_stats(_softcapped(w)(hidden[:, :1]), tokens[:, :1],
+                          _softcapped(w_ref)(ref_hidden[:, :1]), entropy=True)
+  assert set(one_token) == set(dense_one)
+  for k in dense_one:
+    np.testing.assert_array_equal(one_token[k], dense_one[k])
   only_lp = token_stats_from_hidden(hidden, tokens, _softcapped(w),
                                     chunk_size=chunk_size)
   assert set(only_lp) == {"logprobs"}

@@ -125,6 +125,10 @@ def token_stats_from_hidden(hidden: Array, tokens: Array, logits_fn: LogitsFn,
 
   b, length = tokens.shape
   n = length - 1  # positions 0..L-2 predict tokens 1..L-1
+  if n == 0:  # a single token: nothing is predicted
+    names = (["logprobs"] + ["entropy"] * entropy +
+             ["ref_logprobs", "full_kl"] * (ref_hidden is not None))
+    return {k: jnp.zeros((b, 1), jnp.float32) for k in names}
   num_chunks = -(-n // chunk_size)
   pad = num_chunks * chunk_size - n
 

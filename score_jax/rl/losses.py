@@ -164,8 +164,10 @@ def loss_denominator(batch: Batch, config: LossConfig) -> Array:
   """float32[]: what `score_loss` divides by for this batch. With gradient
   accumulation, sum it over the micro-batches and pass the total to every
   micro-batch's `score_loss(..., denominator=)`."""
-  valid = batch["valid"]
-  counted = _active_mask(config, _turn_masks(batch, valid.shape))
+  if "valid" not in batch:
+    raise ValueError(f"batch needs 'valid' bool[B, L]; it has keys "
+                     f"{sorted(batch)}")
+  counted = _active_mask(config, _turn_masks(batch, batch["valid"].shape))
   return default_denominator(counted, config.aggregation)
 
 
@@ -200,6 +202,16 @@ def kl_surrogate(logprobs: Array, ref_logprobs: Array, estimator: str,
 
 def _masked_mean(x: Array, mask: Array) -> Array:
   return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def _reward_metrics(rewards: Array) -> dict[str, Array]:
+  """Rewards are binary (a verifier's verdict): correct means r > 0.5."""
+  r1, r2 = rewards[0].astype(jnp.float32), rewards[1].astype(jnp.float32)
+  ok1, ok2 = r1 > 0.5, r2 > 0.5
+  return {"reward/t1": jnp.mean(r1), "reward/t2": jnp.mean(r2),
+          "reward/delta": jnp.mean(r2 - r1),
+          "reward/i_to_c": jnp.mean(~ok1 & ok2, dtype=jnp.float32),
+          "reward/c_to_i": jnp.mean(ok1 & ~ok2, dtype=jnp.float32)}
 
 
 def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
@@ -248,8 +260,7 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
 
   pg_terms = jnp.zeros_like(lp)
   kl_terms = jnp.zeros_like(lp)
-  metrics = {"reward/t1": jnp.mean(rewards[0]), "reward/t2": jnp.mean(rewards[1]),
-             **lengths}
+  metrics = {**_reward_metrics(rewards), **lengths}
   for t, credit in enumerate(turn_credits(config, rewards)):
     name = f"t{t + 1}"
     mask = masks[t] & credit.active
@@ -263,7 +274,7 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
     # Reported KL: the estimate summed over the turn's tokens, per sequence.
     metrics[f"kl/{name}"] = jnp.mean(jnp.sum(jnp.where(mask, sg(kl), 0.0), -1))
     if entropy is not None:
-      metrics[f"entropy/{name}"] = _masked_mean(entropy, mask)
+      metrics[f"entropy/{name}"] = _masked_mean(sg(entropy), mask)
 
   pg_loss = _aggregate(pg_terms, counted, config.aggregation, denominator)
   kl_loss = _aggregate(kl_terms, counted, config.aggregation, denominator)
