@@ -74,6 +74,23 @@ def test_single_task_clusters_are_single():
   assert _plan(environ=partial).source == "single"
 
 
+def test_tpu_probe_reads_vendor_and_device(tmp_path):
+  def device(name, vendor, ident):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "vendor").write_text(vendor + "\n")
+    (tmp_path / name / "device").write_text(ident + "\n")
+
+  device("0000:00:04.0", "0x1ae0", "0x0042")  # gVNIC: Google, but no TPU.
+  device("0000:00:05.0", "0x10de", "0x2330")  # An NVIDIA H100.
+  assert distributed._pci_tpu_chips(str(tmp_path)) == 0
+  device("0000:00:06.0", "0x1ae0", "0x005e")  # TPU v4.
+  device("0000:00:07.0", "0x1ae0", "0x005e")
+  assert distributed._pci_tpu_chips(str(tmp_path)) == 2
+  # This machine has no TPU, and both probes agree.
+  assert not distributed._has_tpu_chips()
+  assert distributed._pci_tpu_chips() == 0
+
+
 @pytest.mark.parametrize("address", ["10.0.0.2", "host:", ":8476", "host:port",
                                      "a b:1", "host:1:2", "::1:8476", ""])
 def test_address_without_port_is_rejected(address):
