@@ -257,34 +257,59 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+def _allgather_rows(names: list[str], row: np.ndarray) -> np.ndarray:
+  """float64[P, N]: every process's `row` (float32[N]), in process order.
+
+  A collective: checks first that all processes pass the same `names`.
+  """
+  if jax.process_count() == 1:
+    return row[None].astype(np.float64)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  key = np.asarray([len(names), zlib.crc32("\0".join(names).encode())],
+                   np.uint32)
+  keys, rows = multihost_utils.process_allgather((key, row))
+  keys = np.asarray(keys)
+  if not (keys == keys[0]).all():
+    raise ValueError(f"processes passed different metric names (this "
+                     f"process {jax.process_index()}: {names})")
+  return np.asarray(rows, np.float64)
+
+
+def gather_metrics(metrics: Mapping[str, float]) -> dict[str, np.ndarray]:
+  """Every process's value of each host-side scalar metric.
+
+  A collective: every process calls it with the same names (any order).
+  Values travel as float32 (exact for integers up to 2**24).
+
+  Returns:
+    name -> float64[P], indexed by process; sum it for counts.
+  Raises:
+    ValueError: if processes pass different metric names.
+  """
+  names = sorted(metrics)
+  row = np.asarray([float(metrics[n]) for n in names], np.float32)
+  rows = _allgather_rows(names, row)
+  return {n: rows[:, i] for i, n in enumerate(names)}
+
+
 def mean_metrics(metrics: Mapping[str, float],
                  weight: Optional[float] = None) -> dict[str, float]:
   """Averages host-side scalar metrics over all processes.
 
-  Every process must call this with the same metric names (in any order), as
-  it is a collective. With `weight` (e.g. this process's number of examples)
-  the mean is weighted, so per-process accuracies over unequal shards average
-  to the global accuracy. Values travel as float32 (exact for integers up to
-  2**24). Single process: returns the values as floats.
+  A collective, like `gather_metrics`. With `weight` (e.g. this process's
+  number of examples) the mean is weighted, so per-process accuracies over
+  unequal shards average to the global accuracy.
 
   Raises:
-    ValueError: if processes pass different metric names, or weights sum to 0.
+    ValueError: if processes pass different metric names, or the weights sum
+      to <= 0.
   """
   names = sorted(metrics)
-  values = np.asarray([float(metrics[n]) for n in names] +
-                      [1.0 if weight is None else float(weight)], np.float32)
-  if jax.process_count() == 1:
-    return {n: float(v) for n, v in zip(names, values[:-1])}
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  key = np.asarray([len(names), zlib.crc32("\0".join(names).encode())],
-                   np.uint32)
-  keys, gathered = multihost_utils.process_allgather((key, values))
-  keys, gathered = np.asarray(keys), np.asarray(gathered, np.float64)
-  if not (keys == keys[0]).all():
-    raise ValueError(f"mean_metrics: processes passed different metric names "
-                     f"(this process {jax.process_index()}: {names})")
-  weights = gathered[:, -1]
+  row = np.asarray([float(metrics[n]) for n in names] +
+                   [1.0 if weight is None else float(weight)], np.float32)
+  rows = _allgather_rows(names, row)
+  weights = rows[:, -1]
   if weights.sum() <= 0:
     raise ValueError(f"mean_metrics: weights sum to {weights.sum()}, need > 0")
-  means = (gathered[:, :-1] * weights[:, None]).sum(0) / weights.sum()
+  means = (rows[:, :-1] * weights[:, None]).sum(0) / weights.sum()
   return {n: float(v) for n, v in zip(names, means)}

@@ -133,6 +133,11 @@ def test_initialize_single_process_starts_nothing():
   assert not jax.distributed.is_initialized()
   assert distributed.is_main_process()
   assert distributed.mean_metrics({"b": 2, "a": 1.5}) == {"a": 1.5, "b": 2.0}
+  assert distributed.mean_metrics({"a": 3.0}, weight=5) == {"a": 3.0}
+  with pytest.raises(ValueError, match="weights sum to 0.0"):
+    distributed.mean_metrics({"a": 3.0}, weight=0)
+  gathered = distributed.gather_metrics({"n": 7})
+  assert list(gathered) == ["n"] and gathered["n"].tolist() == [7.0]
 
 
 def test_initialize_after_jax_started_says_how_to_fix():
@@ -199,6 +204,9 @@ def _worker(port: int, process_id: int) -> None:
       "mean": distributed.mean_metrics(metrics),
       "weighted": distributed.mean_metrics(metrics, weight=process_id + 1),
       "mismatch": mismatch,
+      "gathered": {k: v.tolist() for k, v in
+                   distributed.gather_metrics({"solved": 3 + process_id,
+                                               "rows": 10}).items()},
   }), flush=True)
 
 
@@ -237,6 +245,7 @@ def test_two_processes_on_loopback():
     assert out["mean"] == {"acc": 0.25, "loss": 1.5}
     assert out["weighted"] == pytest.approx({"acc": 1 / 3, "loss": 5 / 3})
     assert "processes passed different metric names" in out["mismatch"]
+    assert out["gathered"] == {"rows": [10.0, 10.0], "solved": [3.0, 4.0]}
 
 
 if __name__ == "__main__":
