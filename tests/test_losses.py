@@ -258,7 +258,8 @@ def test_micro_batches_with_shared_denominator_add_up(aggregation):
   masks = np.zeros((2, b, length), bool)
   masks[0, :, 1:3] = True
   masks[1, :, 4:] = rng.random((b, 3)) < 0.6
-  batch = {"valid": jnp.ones((b, length), bool), "turn_masks": jnp.asarray(masks),
+  batch = {"valid": jnp.ones((b, length), bool),
+           "turn_masks": jnp.asarray(masks),
            "rewards": jnp.asarray(rng.integers(0, 2, (2, b)), jnp.float32)}
   c = LossConfig(stage="stage2", k=2, aggregation=aggregation)
   halves = [{key: (v[:, :4] if key in ("turn_masks", "rewards") else v[:4])
@@ -346,7 +347,8 @@ def test_token_stats_against_numpy():
   want = {k: np.zeros((b, length)) for k in s}
   for i in range(b):
     for j in range(1, length):
-      lp, rlp = _np_log_softmax(logits[i, j - 1]), _np_log_softmax(ref[i, j - 1])
+      lp = _np_log_softmax(logits[i, j - 1])
+      rlp = _np_log_softmax(ref[i, j - 1])
       p = np.exp(lp)
       want["logprobs"][i, j] = lp[tokens[i, j]]
       want["ref_logprobs"][i, j] = rlp[tokens[i, j]]
@@ -377,7 +379,8 @@ def test_k1_and_k3_are_unbiased_and_k3_has_lower_variance():
   a = np.random.default_rng(6).choice(len(p), size=n, p=p)
   lp = jnp.asarray(np.log(p[a])[None], jnp.float32)
   ref = jnp.asarray(np.log(q[a])[None], jnp.float32)
-  est = {e: np.asarray(kl_estimate(lp, ref, e), np.float64) for e in ("k1", "k3")}
+  est = {e: np.asarray(kl_estimate(lp, ref, e), np.float64)
+         for e in ("k1", "k3")}
   for e, x in est.items():
     stderr = x.std() / math.sqrt(n)
     assert abs(x.mean() - exact) < 4 * stderr, (e, x.mean(), exact, stderr)
@@ -569,7 +572,8 @@ def test_bad_config_is_named():
 def test_bad_batch_is_named():
   lp = jnp.asarray(LP)
   batch = tiny_batch()
-  with pytest.raises(ValueError, match=r"turn_masks'\] must be bool\[2, B, L\]"):
+  with pytest.raises(ValueError,
+                     match=r"turn_masks'\] must be bool\[2, B, L\]"):
     score_loss(lp, lp, {**batch, "turn_masks": batch["turn_masks"][0]}, cfg())
   with pytest.raises(ValueError, match=r"rewards'\] must be float\[2, B\]"):
     score_loss(lp, lp, {**batch, "rewards": jnp.zeros(2)}, cfg())

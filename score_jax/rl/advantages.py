@@ -55,7 +55,7 @@ def compute_advantages(returns: Array, name: str = "rloo", k: int = 1) -> Array:
   k: samples per prompt (B must be a multiple of k for 'rloo').
   """
   if returns.ndim < 1:
-    raise ValueError(f"returns must be float[..., B], got a scalar")
+    raise ValueError("returns must be float[..., B], got a scalar")
   return get_advantage(name)(returns.astype(jnp.float32), k)
 
 

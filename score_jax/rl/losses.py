@@ -36,7 +36,7 @@ Shapes: B batch (prompt-major, k samples per prompt), L length.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
