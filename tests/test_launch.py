@@ -98,7 +98,10 @@ def test_dry_run_run_logs_stop():
   out = _argvs(_sh(*BASE, "--dry-run", "run", "--", *TRAIN,
                    "--config.train.steps=3"))
   assert out == [_ssh(
-      "all", 'export PATH="$HOME/.local/bin:$PATH"; cd $HOME/score_jax || '
+      "all", "if [ -f $HOME/score-jax.pid ] && kill -0 $(cat "
+      "$HOME/score-jax.pid) 2>/dev/null; then echo \"a run is going on "
+      "$(hostname); stop it first\" >&2; exit 1; fi; "
+      'export PATH="$HOME/.local/bin:$PATH"; cd $HOME/score_jax || '
       "exit 1; nohup score-jax train --config=configs/smoke.py "
       "--workdir=gs://bucket/run1 --config.train.steps=3 > "
       "$HOME/score-jax.log 2>&1 < /dev/null & echo $! > $HOME/score-jax.pid")]
@@ -165,6 +168,9 @@ def test_run_logs_stop_on_a_stand_in_worker(fake_gcloud):
     time.sleep(0.1)
   assert _sh(*BASE, "logs", env=env).stdout == "step 1\n"
   os.kill(pid, 0)  # Still running, detached from the ssh command.
+  again = _sh(*BASE, "run", "--", *program, env=env, check=False)
+  assert again.returncode == 1 and "a run is going on" in again.stderr
+  assert int((home / "score-jax.pid").read_text()) == pid
   _sh(*BASE, "stop", env=env)
   assert not (home / "score-jax.pid").exists()
   deadline = time.time() + 10
