@@ -95,12 +95,14 @@ def _load_config(path: pathlib.Path, arg: Optional[str]) -> Any:
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise SpecError(f"--config={path} defines no get_config()")
+    return module.get_config(arg) if arg is not None else module.get_config()
+  except SpecError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     raise SpecError(f"--config={path}: loading it failed: "
                     f"{type(e).__name__}: {e}") from e
-  if not hasattr(module, "get_config"):
-    raise SpecError(f"--config={path} defines no get_config()")
-  return module.get_config(arg) if arg is not None else module.get_config()
 
 
 def _check_override(config: Any, override: str, config_name: str) -> str:

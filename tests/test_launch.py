@@ -358,6 +358,18 @@ def test_xm_argument_errors(project, args, message):
   assert message in proc.stderr, proc.stderr
 
 
+def test_xm_broken_config_is_named(project):
+  (project / "configs" / "broken.py").write_text(
+      "def get_config():\n  return {}['model']\n")
+  (project / "configs" / "empty.py").write_text("X = 1\n")
+  proc = _xm(project, "--workdir=/tmp/w", "--config=configs/broken.py",
+             check=False)
+  assert "broken.py: loading it failed: KeyError: 'model'" in proc.stderr
+  proc = _xm(project, "--workdir=/tmp/w", "--config=configs/empty.py",
+             check=False)
+  assert "empty.py defines no get_config()" in proc.stderr
+
+
 def _import_xm_launch():
   spec = importlib.util.spec_from_file_location("xm_launch", XM_LAUNCH)
   module = importlib.util.module_from_spec(spec)
