@@ -121,14 +121,14 @@ def run_many(programs: Sequence[str], tests: Sequence[str],
   Args:
     programs, tests: equal-length sequences of Python source.
     timeout_s: wall-clock limit per program.
-    workers: programs running at once; default 2 x CPU count (a run waits on
-      process start-up and pipes much of the time).
+    workers: programs running at once; default 4 x CPU count (a run waits on
+      process and namespace start-up and tear-down much of the time).
   """
   if len(programs) != len(tests):
     raise ValueError(f"run_many: {len(programs)} programs but "
                      f"{len(tests)} test sources")
   cfg = Limits(timeout_s=timeout_s, **limits)
-  workers = workers or 2 * (os.cpu_count() or 1)
+  workers = workers or 4 * (os.cpu_count() or 1)
   slots = queue.SimpleQueue()
   for slot in range(workers):
     slots.put(slot)
