@@ -1,7 +1,9 @@
 """Tokenizers: parity with transformers on the two real GGUF models, exact chat
 ids, the three file backends, the byte tokenizer, and clear errors."""
 
+import json
 import os
+import pathlib
 import shutil
 
 import gguf
@@ -55,6 +57,37 @@ CONVERSATIONS = [
      {"role": "assistant", "content": "def fib(n):\n    return n"},
      {"role": "user", "content": "There might be an error. Correct it."}],
 ]
+
+
+_DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def _real_texts():
+  """MATH500 problems and solutions, MBPP prompts, code and tests: 3,922
+  texts, 0.8 MB (LaTeX, digits, Python with tabs, CRLF and long space runs)."""
+  files = (_DATA / "math500_test.jsonl", _DATA / "mbpp.jsonl")
+  if not all(f.exists() for f in files):
+    pytest.skip(f"benchmark data not found under {_DATA}")
+  texts = []
+  with open(files[0]) as f:
+    for line in f:
+      row = json.loads(line)
+      texts += [row["problem"], row["solution"]]
+  with open(files[1]) as f:
+    for line in f:
+      row = json.loads(line)
+      texts += [row["text"], row["code"], "\n".join(row["test_list"])]
+  return texts
+
+
+def _smollm_digit_split(ref):
+  """transformers' SmolLM2 tokenizer with SmolLM2's own pre-tokenizer."""
+  fixed = tokenizers.Tokenizer.from_str(ref.backend_tokenizer.to_str())
+  fixed.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+      tokenizers.pre_tokenizers.Digits(individual_digits=True),
+      tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                          use_regex=True)])
+  return fixed
 
 
 def _ids(out):
@@ -393,13 +426,38 @@ def test_smollm2_digit_split_follows_llama_cpp(smollm, ref_smollm):
   """On whitespace before digits we follow llama.cpp's 'smollm' split (also in
   SmolLM2's own tokenizer.json: Digits then ByteLevel), which transformers'
   GGUF converter leaves out."""
-  fixed = tokenizers.Tokenizer.from_str(ref_smollm.backend_tokenizer.to_str())
-  fixed.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
-      tokenizers.pre_tokenizers.Digits(individual_digits=True),
-      tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False,
-                                          use_regex=True)])
+  fixed = _smollm_digit_split(ref_smollm)
   for s in STRINGS + SMOLLM_DIGIT_CASES:
     assert smollm.encode(s) == fixed.encode(s, add_special_tokens=False).ids, s
+
+
+@pytest.mark.slow
+def test_real_data_ids_equal_the_reference_tokenizers(smollm, gemma, ref_smollm,
+                                                      ref_gemma):
+  """Every MATH500/MBPP text: same ids as the reference, and round trips.
+
+  SmolLM2 is compared with its digit-splitting pre-tokenizer (see above).
+  Gemma: sentencepiece matches the longest run of spaces it has a piece for
+  (31), transformers' rebuilt BPE often stops at 16 (llama.cpp notes the
+  same); the two may differ only on texts with a run of 17+ spaces.
+  """
+  texts = _real_texts()
+  fixed = _smollm_digit_split(ref_smollm)
+  want = fixed.encode_batch(texts, add_special_tokens=False)
+  for s, w in zip(texts, want):
+    ids = smollm.encode(s)
+    assert ids == w.ids, s[:200]
+    assert smollm.decode(ids) == s
+  want = ref_gemma.backend_tokenizer.encode_batch(texts,
+                                                  add_special_tokens=False)
+  differ = set()
+  for k, (s, w) in enumerate(zip(texts, want)):
+    ids = gemma.encode(s)
+    assert gemma.decode(ids) == s
+    if ids != w.ids:
+      differ.add(k)
+  assert differ <= {k for k, s in enumerate(texts) if " " * 17 in s}
+  assert gemma.encode(" " * 40) == [167, 145]  # 31 spaces + 9 spaces
 
 
 @pytest.mark.slow
