@@ -162,21 +162,24 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
       "memory_mb": cfg.memory_mb, "max_processes": cfg.max_processes,
       "max_file_mb": cfg.max_file_mb,
       "recursion_limit": cfg.recursion_limit}).encode()
+  proc = None
   try:
+    if uid is not None:
+      os.chown(host_dir, uid, uid)
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", "-B", _CHILD], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_CLEAN_ENV,
         cwd=host_dir, pass_fds=(status_w,), start_new_session=True,
         close_fds=True)
-  finally:
     os.close(status_w)
-  try:
-    if uid is not None:
-      os.chown(host_dir, uid, uid)
+    status_w = None
     outcome = _supervise(proc, payload, status_r, cfg)
   finally:
-    _kill_group(proc)
-    os.close(status_r)
+    if proc is not None:
+      _kill_group(proc)
+    for fd in (status_r, status_w):
+      if fd is not None:
+        os.close(fd)
     shutil.rmtree(host_dir, ignore_errors=True)
   output, status, killed = outcome
   record = _find_record(status, nonce)
@@ -227,8 +230,9 @@ def _supervise(proc, payload: bytes, status_r: int, cfg: Limits):
   if killed:
     _kill_group(proc)
   try:
-    proc.wait(max(0.0, deadline - time.monotonic()) + 1.0)
-  except subprocess.TimeoutExpired:
+    proc.wait(max(0.0, deadline - time.monotonic()))
+  except subprocess.TimeoutExpired:  # It closed its pipes but lives on.
+    killed = "timeout"
     _kill_group(proc)
     proc.wait()
   proc.stdout.close()
