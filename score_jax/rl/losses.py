@@ -250,12 +250,15 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
                      f"{(2, logprobs.shape[0])}, got "
                      f"{None if rewards is None else rewards.shape}")
 
-  # Padding and other turns may hold arbitrary log-probs: zero them before any
-  # exp so no inf/nan can leak into the gradient through a masked branch.
-  lp = jnp.where(counted, logprobs.astype(jnp.float32), 0.0)
-  ref_lp = jnp.where(counted, ref_logprobs.astype(jnp.float32), 0.0)
+  # Prompt, instruction and padding slots may hold arbitrary log-probs: zero
+  # them before any exp so no inf/nan leaks into the gradient through a masked
+  # branch. Every sampled token keeps its value: an untrained turn's KL is
+  # still reported.
+  sampled = masks[0] | masks[1]
+  lp = jnp.where(sampled, logprobs.astype(jnp.float32), 0.0)
+  ref_lp = jnp.where(sampled, ref_logprobs.astype(jnp.float32), 0.0)
   if full_kl is not None:
-    full_kl = jnp.where(counted, full_kl, 0.0)
+    full_kl = jnp.where(sampled, full_kl, 0.0)
   kl = kl_surrogate(lp, ref_lp, config.kl_estimator, full_kl)
 
   pg_terms = jnp.zeros_like(lp)
@@ -272,9 +275,10 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
                       f"advantage/{name}/std": jnp.std(adv)})
     kl_terms += jnp.where(mask, credit.kl_coef * kl, 0.0)
     # Reported KL: the estimate summed over the turn's tokens, per sequence.
-    metrics[f"kl/{name}"] = jnp.mean(jnp.sum(jnp.where(mask, sg(kl), 0.0), -1))
+    turn_kl = jnp.where(masks[t], sg(kl), 0.0)
+    metrics[f"kl/{name}"] = jnp.mean(jnp.sum(turn_kl, -1))
     if entropy is not None:
-      metrics[f"entropy/{name}"] = _masked_mean(sg(entropy), mask)
+      metrics[f"entropy/{name}"] = _masked_mean(sg(entropy), masks[t])
 
   pg_loss = _aggregate(pg_terms, counted, config.aggregation, denominator)
   kl_loss = _aggregate(kl_terms, counted, config.aggregation, denominator)
