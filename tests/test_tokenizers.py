@@ -501,3 +501,17 @@ def test_hf_tokenizer_json_backend(smollm, ref_smollm, tmp_path):
   shutil.rmtree(tmp_path)
 
 
+@pytest.mark.slow
+def test_hf_tokenizer_json_backend_gemma(gemma, ref_gemma, tmp_path):
+  ref_gemma.save_pretrained(tmp_path)
+  tok = load_tokenizer(f"hf:{tmp_path / 'tokenizer.json'}")
+  assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.chat_format) == (
+      2, 1, 0, "gemma")
+  assert tok.add_bos  # read from the post-processor: the config has no flag
+  for s in STRINGS:
+    assert tok.encode(s) == ref_gemma.encode(s, add_special_tokens=False), s
+    assert tok.decode(tok.encode(s)) == s
+  for msgs in CONVERSATIONS:
+    assert tok.apply_chat_template(msgs) == gemma.apply_chat_template(msgs)
+
+

@@ -87,6 +87,7 @@ class HFBackend:
 
   def __init__(self, tokenizer: tokenizers.Tokenizer):
     self._tk = tokenizer
+    self.tokenizer = tokenizer
     # Special added tokens are matched in text unless told not to (see the
     # module docstring); non-special added tokens still are.
     self._tk.encode_special_tokens = True

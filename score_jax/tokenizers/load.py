@@ -153,9 +153,13 @@ def _from_hf(path: str, chat_format: str | None, name: str) -> Tokenizer:
     raise ValueError(f"{file}: cannot tell the EOS token; put eos_token in "
                      f"{os.path.join(folder, 'tokenizer_config.json')}")
   bos = special("bos_token", ("<bos>", "<s>", "<|begin_of_text|>"))
+  add_bos = config.get("add_bos_token")
+  if add_bos is None:  # does the file's post-processor put BOS first?
+    probe = backend.tokenizer.encode("a", add_special_tokens=True).ids
+    add_bos = bos is not None and probe[:1] == [bos]
   return _assemble(backend, name=name, bos_id=bos, eos_id=eos,
                    pad_id=special("pad_token", ("<pad>",)),
-                   add_bos=bool(config.get("add_bos_token", False)),
+                   add_bos=bool(add_bos),
                    template=template, chat_format=chat_format)
 
 

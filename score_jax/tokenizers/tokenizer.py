@@ -136,7 +136,9 @@ class Tokenizer:
   def followup_ids(self, instruction: str) -> list[int]:
     """Ids that follow a model turn which ended WITH its end-of-turn token:
     the rest of that turn ('\\n'), a user turn with `instruction`, and the
-    generation prompt. For 'plain': '\\n\\n' + instruction + '\\n\\n'."""
+    generation prompt. For 'plain': '\\n\\n' + instruction + '\\n\\n'.
+    A turn cut off by the length budget has no end-of-turn token: append
+    [end_of_turn_id] to it before these ids."""
     if self.chat_format == "plain":
       return self.encode("\n\n" + instruction + "\n\n")
     return (self.encode("\n") + self.turn_ids("user", instruction)
