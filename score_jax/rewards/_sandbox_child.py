@@ -212,11 +212,16 @@ def _install_guard(work_dir: str):
   """Audit hook: no sockets, no file changes outside the work dir.
 
   A second layer under the namespaces and the uid drop, and the only file and
-  network barrier where the kernel refuses namespaces.
+  network barrier where the kernel refuses namespaces. It sees Python-level
+  operations only (not C code, e.g. ctypes), and `os.path.realpath` depends on
+  os functions a program can replace: a guard against accidents, while the
+  kernel layers are the guard against adversaries.
   """
-  prefix = os.path.realpath(work_dir) + os.sep
+  sep = os.sep
+  prefix = os.path.realpath(work_dir) + sep
   realpath, fspath, isinstance_, str_, bytes_ = (
       os.path.realpath, os.fspath, isinstance, str, bytes)
+  write_modes = frozenset("wax+")
   write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
   changes = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir",
                        "os.symlink", "os.link", "os.chmod", "os.chown",
@@ -229,7 +234,7 @@ def _install_guard(work_dir: str):
       path = fspath(path)
       if isinstance_(path, bytes_):
         path = path.decode()
-      return not (realpath(path) + os.sep).startswith(prefix)
+      return not (realpath(path) + sep).startswith(prefix)
     except Exception:  # pylint: disable=broad-except
       return True
 
@@ -238,12 +243,12 @@ def _install_guard(work_dir: str):
       raise PermissionError("sandbox: network access is disabled")
     if event == "open":
       path, mode, flags = args
-      writes = (mode is not None and isinstance_(mode, str_) and
-                any(c in mode for c in "wax+")) or (flags & write_flags)
+      writes = (isinstance_(mode, str_) and not write_modes.isdisjoint(mode)
+                or flags & write_flags)
       if writes and outside(path):
         raise PermissionError(f"sandbox: writing outside the work dir: {path}")
     elif event in changes and args and outside(args[0]):
-      raise PermissionError(f"sandbox: changing files outside the work dir")
+      raise PermissionError("sandbox: changing files outside the work dir")
 
   sys.addaudithook(hook)
 
