@@ -209,3 +209,30 @@ def test_procedural_reasoning_gym_task():
                      "and more") == 0.0
   with pytest.raises(ValueError, match="unknown reasoning-gym dataset"):
     get_task("procedural:no_such_dataset")
+
+
+def test_host_side_modules_never_import_jax_or_model_code():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys\nimport score_jax.tasks, score_jax.rewards.code, "
+          "score_jax.rewards.math\nfrom score_jax.tasks import get_task\n"
+          "for name in ('arithmetic', 'math', 'gsm8k', 'humaneval'):\n"
+          "  get_task(name)\n"
+          "bad = [m for m in sys.modules if m.split('.')[0] in "
+          "('jax', 'flax', 'torch', 'tensorflow') or m.startswith("
+          "('score_jax.models', 'score_jax.rl', 'score_jax.sampling'))]\n"
+          "assert not bad, bad\n")
+  subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_options_from_an_ml_collections_config():
+  ml_collections = pytest.importorskip("ml_collections")
+  config = ml_collections.ConfigDict({
+      "name": "arithmetic",
+      "options": {"seed": 3, "num_problems": 5, "max_operand": 20,
+                  "split_sizes": {"train": 50, "test": 10}}})
+  task = get_task(config.name, **config.options)
+  problems = task.problems("train")
+  assert len(problems) == 5
+  assert len(get_task(config.name, **config.options).problems("test")) == 5
+  assert all(task.reward(p, task.solution(p)) == 1.0 for p in problems)
