@@ -211,6 +211,10 @@ def test_basic_isolation_guard_blocks_files_and_sockets():
   assert "outside the work dir" in r.detail and not os.path.exists(path)
   r = code.run_program("import socket\nsocket.socket()", "", isolation="basic")
   assert r.reason == "failed" and "network" in r.detail, r
+  r = code.run_program("import os\nwhile True:\n  os.fork()\n", "",
+                       isolation="basic", timeout_s=3.0)
+  assert r.reason == "failed", r  # A process limit or the guard stops it.
+  assert not _sandbox_processes()
   r = code.run_program("open('inside.txt', 'w').write('x')\n"
                        "assert open('inside.txt').read() == 'x'", "",
                        isolation="basic")

@@ -208,7 +208,7 @@ def _drop_privileges(cfg, work_dir) -> bool:
     return False
 
 
-def _install_guard(work_dir: str):
+def _install_guard(work_dir: str, forbid_processes: bool):
   """Audit hook: no sockets, no file changes outside the work dir.
 
   A second layer under the namespaces and the uid drop, and the only file and
@@ -223,6 +223,9 @@ def _install_guard(work_dir: str):
       os.path.realpath, os.fspath, isinstance, str, bytes)
   write_modes = frozenset("wax+")
   write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+  spawns = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.exec",
+                      "os.spawn", "os.system", "os.startfile",
+                      "subprocess.Popen"}) if forbid_processes else frozenset()
   changes = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir",
                        "os.symlink", "os.link", "os.chmod", "os.chown",
                        "os.truncate", "os.utime", "shutil.rmtree"})
@@ -239,6 +242,9 @@ def _install_guard(work_dir: str):
       return True
 
   def hook(event, args):
+    if event in spawns:
+      raise PermissionError("sandbox: starting processes is disabled (no "
+                            "process limit applies to this uid)")
     if event.startswith("socket.") and event != "socket.gethostname":
       raise PermissionError("sandbox: network access is disabled")
     if event == "open":
@@ -273,6 +279,7 @@ def _run(cfg, nonce, status_fd):
   if cfg["namespaces"]:
     work_dir = _private_filesystem(libc, cfg)
   dropped = _drop_privileges(cfg, work_dir)
+  uid0 = os.geteuid() == 0
   _set_limits(cfg, dropped)
   libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # After setuid, which clears it.
   libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -316,7 +323,10 @@ def _run(cfg, nonce, status_fd):
     tests = compile_(cfg["tests"], "<tests>", "exec")
   except (SyntaxError, ValueError) as e:
     report("syntax_error", "tests: " + _describe(e))
-  _install_guard(work_dir)
+  # Root ignores RLIMIT_NPROC: without the uid drop (or a user namespace)
+  # nothing would bound a fork bomb, so the guard refuses new processes.
+  _install_guard(work_dir, forbid_processes=(
+      not dropped and uid0 and "user" not in cfg["namespaces"]))
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   stage = "program"

@@ -36,9 +36,11 @@ REASONS = ("passed", "failed", "timeout", "memory", "crash", "syntax_error")
 
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                       "_sandbox_child.py")
-# Each pool slot runs as its own uid when the host is root, so RLIMIT_NPROC
-# is a per-program budget and one program cannot signal another.
+# Each running program gets its own uid when the host is root, so
+# RLIMIT_NPROC is a per-program budget and one program cannot signal another:
+# _UID_BASE + (host pid % 65536) * _MAX_SLOTS + slot, slots unique in-process.
 _UID_BASE = 3_000_000_000
+_MAX_SLOTS = 1024
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
               "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0",
               "PYTHONIOENCODING": "utf-8"}
@@ -110,7 +112,7 @@ def run_program(program: str, tests: str, timeout_s: float = 10.0,
     timeout_s: wall-clock limit in seconds.
     **limits: other `Limits` fields (memory_mb=..., isolation=...).
   """
-  return _run_in_slot(program, tests, Limits(timeout_s=timeout_s, **limits), 0)
+  return _run(program, tests, Limits(timeout_s=timeout_s, **limits))
 
 
 def run_many(programs: Sequence[str], tests: Sequence[str],
@@ -128,21 +130,45 @@ def run_many(programs: Sequence[str], tests: Sequence[str],
     raise ValueError(f"run_many: {len(programs)} programs but "
                      f"{len(tests)} test sources")
   cfg = Limits(timeout_s=timeout_s, **limits)
-  workers = workers or 4 * (os.cpu_count() or 1)
-  slots = queue.SimpleQueue()
-  for slot in range(workers):
-    slots.put(slot)
+  workers = min(workers or 4 * (os.cpu_count() or 1), _MAX_SLOTS)
 
   def one(args):
-    program, test = args
-    slot = slots.get()
-    try:
-      return _run_in_slot(program, test, cfg, slot)
-    finally:
-      slots.put(slot)
+    return _run(*args, cfg)
 
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     return list(pool.map(one, zip(programs, tests)))
+
+
+class _Slots:
+  """Hands out slot numbers unique among this process's running programs."""
+
+  def __init__(self):
+    self._free = queue.SimpleQueue()
+    for slot in range(_MAX_SLOTS):
+      self._free.put(slot)
+
+  def acquire(self) -> int:
+    return self._free.get()
+
+  def release(self, slot: int):
+    self._free.put(slot)
+
+
+_SLOTS = _Slots()
+
+
+def _run(program: str, tests: str, cfg: Limits) -> Result:
+  slot = _SLOTS.acquire()
+  try:
+    return _run_in_slot(program, tests, cfg, slot)
+  finally:
+    _SLOTS.release(slot)
+
+
+def _slot_uid(slot: int) -> Optional[int]:
+  if os.geteuid() != 0:
+    return None
+  return _UID_BASE + (os.getpid() % 65536) * _MAX_SLOTS + slot
 
 
 def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
@@ -152,7 +178,7 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
   start = time.monotonic()
   nonce = secrets.token_hex(16)
   host_dir = tempfile.mkdtemp(prefix="score_sandbox_")
-  uid = _UID_BASE + slot if os.geteuid() == 0 else None
+  uid = _slot_uid(slot)
   status_r, status_w = os.pipe()
   payload = json.dumps({
       "program": program, "tests": tests, "nonce": nonce,
