@@ -1,0 +1,160 @@
+"""The train step: one policy forward over both turns, the stage objective,
+gradient accumulation over micro-batches, a guarded optimizer update.
+
+A batch is a dict of arrays, rows prompt-major (row p * k + j is sample j of
+prompt p): tokens int32[B, L], valid bool[B, L], positions int32[B, L],
+turn_masks bool[2, B, L], rewards float32[2, B] (RL stages only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from score_jax import models
+from score_jax import sharding as sharding_lib
+from score_jax.rl import kl as kl_lib
+from score_jax.rl import losses
+from score_jax.rl.state import TrainState, set_learning_rate
+
+Batch = dict[str, jax.Array]
+# Arrays whose batch dimension is axis 1 (turn-major); all others: axis 0.
+_TURN_MAJOR = ("turn_masks", "rewards")
+
+
+def _batch_axis(name: str) -> int:
+  return 1 if name in _TURN_MAJOR else 0
+
+
+def batch_shardings(batch: Batch, ctx: sharding_lib.ShardingCtx) -> Batch:
+  """Each array's batch dimension over the data axes, the rest whole."""
+  def one(name, x):
+    names = [None] * x.ndim
+    names[_batch_axis(name)] = "batch"
+    return ctx.sharding(names, x.shape)
+  return {k: one(k, v) for k, v in batch.items()}
+
+
+def split_micro_batches(batch: Batch, num: int, k: int) -> Batch:
+  """[.., B, ..] -> [num, .., B / num, ..]; groups of k samples stay whole."""
+  rows = batch["tokens"].shape[0]
+  if rows % num or (rows // num) % k:
+    raise ValueError(f"batch of {rows} rows cannot be split into {num} "
+                     f"micro-batches of whole groups of {k} samples")
+
+  def split(name, x):
+    axis = _batch_axis(name)
+    shape = x.shape[:axis] + (num, rows // num) + x.shape[axis + 1:]
+    return jnp.moveaxis(x.reshape(shape), axis, 0)
+  return {name: split(name, x) for name, x in batch.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """micro_batches: gradient accumulation steps per update. logits_chunk:
+  sequence positions whose logits are materialised at once (0: all)."""
+  micro_batches: int = 1
+  logits_chunk: int = 0
+
+
+def token_stats(model: models.Transformer, params: Any,
+                ref_params: Optional[Any], batch: Batch,
+                logits_chunk: int = 0) -> dict[str, jax.Array]:
+  """Per-token float32[B, L] stats from ONE forward over the whole two-turn
+  sequence: 'logprobs', 'entropy', and with ref_params 'ref_logprobs' and
+  'full_kl' (the reference is never differentiated)."""
+  def hidden(p):
+    h, _ = model.apply({"params": p}, batch["tokens"], batch["positions"],
+                       batch["valid"], return_hidden=True)
+    return h
+
+  def logits_fn(p):
+    return lambda h: model.apply({"params": p}, h,
+                                 method=models.Transformer.logits)
+
+  ref = {}
+  if ref_params is not None:
+    ref_params = jax.lax.stop_gradient(ref_params)
+    ref = {"ref_hidden": hidden(ref_params),
+           "ref_logits_fn": logits_fn(ref_params)}
+  length = batch["tokens"].shape[1]
+  return kl_lib.token_stats_from_hidden(
+      hidden(params), batch["tokens"], logits_fn(params),
+      chunk_size=logits_chunk or max(length - 1, 1), entropy=True, **ref)
+
+
+def make_train_step(model: models.Transformer,
+                    loss_config: losses.LossConfig,
+                    optimizer: optax.GradientTransformation,
+                    step_config: StepConfig = StepConfig()
+                    ) -> Callable[[TrainState, Any, Batch, jax.Array],
+                                  tuple[TrainState, dict[str, jax.Array]]]:
+  """Returns train_step(state, ref_params, batch, lr) -> (state, metrics).
+
+  Gradients are summed over micro-batches, each loss normalised by the whole
+  batch's denominator, so the update equals the one-shot update. A step whose
+  loss or gradients are not finite changes nothing but the step counter and
+  `skipped` (consecutive such steps); metrics['skipped_step'] says so.
+  """
+  needs_ref = loss_config.stage != "sft"
+  num_micro = step_config.micro_batches
+
+  def micro_loss(params, ref_params, micro, denominator):
+    stats = token_stats(model, params, ref_params if needs_ref else None,
+                        micro, step_config.logits_chunk)
+    return losses.score_loss(
+        stats["logprobs"], stats.get("ref_logprobs"), micro, loss_config,
+        full_kl=stats.get("full_kl"), entropy=stats["entropy"],
+        denominator=denominator)
+
+  grad_fn = jax.grad(micro_loss, has_aux=True)
+
+  def train_step(state: TrainState, ref_params: Any, batch: Batch,
+                 lr: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    denominator = losses.loss_denominator(batch, loss_config)
+    micro = split_micro_batches(batch, num_micro, loss_config.k)
+
+    def accumulate(grads, mb):
+      g, metrics = grad_fn(state.params, ref_params, mb, denominator)
+      return jax.tree.map(jnp.add, grads, g), metrics
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    grads, metrics = jax.lax.scan(accumulate, zeros, micro)
+    # Losses add up over micro-batches (shared denominator); other metrics
+    # are averaged.
+    metrics = {k: (jnp.sum(v) if k in ("loss", "pg_loss", "kl_loss") else
+                   jnp.mean(v)) for k, v in metrics.items()}
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    opt_state = set_learning_rate(state.opt_state, lr)
+    updates, new_opt_state = optimizer.update(grads, opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(
+        lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, opt_state),
+        skipped=jnp.where(finite, 0, state.skipped + 1))
+    metrics.update(grad_norm=grad_norm, lr=jnp.asarray(lr, jnp.float32),
+                   skipped_step=(~finite).astype(jnp.int32))
+    return new_state, metrics
+
+  return train_step
+
+
+def jit_train_step(train_step, state_shardings: TrainState,
+                   ref_shardings: Any, batch_shardings_: Batch,
+                   ctx: sharding_lib.ShardingCtx):
+  """train_step under jax.jit with explicit shardings; the state is donated."""
+  replicated = sharding_lib.replicated(ctx)
+  return jax.jit(
+      train_step,
+      in_shardings=(state_shardings, ref_shardings, batch_shardings_,
+                    replicated),
+      out_shardings=(state_shardings, replicated),
+      donate_argnums=(0,))

@@ -1,0 +1,128 @@
+"""The sharded train step: equal to one device, accumulation, NaN guard."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from score_jax import models, sharding
+from score_jax.rl import losses
+from score_jax.rl import state as state_lib
+from score_jax.rl import step as step_lib
+
+CONFIG = models.get_preset("tiny-gemma3").replace(vocab_size=128)
+
+
+def make_batch(rows=8, length=24, seed=0):
+  """A two-turn batch shaped like a rollout: [pad | x | y1 | p2 | y2]."""
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(1, CONFIG.vocab_size, (rows, length))
+  pad = rng.integers(0, 4, rows)
+  valid = np.arange(length)[None] >= pad[:, None]
+  turn = np.zeros((2, rows, length), bool)
+  turn[0, :, 8:14] = True
+  turn[1, :, 17:] = True
+  valid[:, 12:14] &= rng.random((rows, 2)) > 0.5  # unused slots after a stop
+  turn &= valid[None]
+  positions = np.maximum(np.cumsum(valid, 1) - 1, 0)
+  rewards = rng.integers(0, 2, (2, rows)).astype(np.float32)
+  return {"tokens": jnp.asarray(np.where(valid, tokens, 0), jnp.int32),
+          "valid": jnp.asarray(valid), "positions": jnp.asarray(positions),
+          "turn_masks": jnp.asarray(turn), "rewards": jnp.asarray(rewards)}
+
+
+def run_steps(ctx, loss_config, micro_batches=1, num_steps=3):
+  model = models.Transformer(CONFIG, sharding=ctx)
+  # Adam divides by sqrt(v) + eps: with eps = 1e-8 a gradient entry near 1e-8
+  # turns float32 reduction-order noise (~1e-9) into a visible update
+  # difference. eps = 1e-6 bounds that amplification to lr * noise / eps.
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(eps=1e-6))
+  params = models.init_params(CONFIG, jax.random.key(0), ctx)
+  ref_params = models.init_params(CONFIG, jax.random.key(1), ctx)
+  state = state_lib.init_state(params, optimizer)
+  fn = step_lib.make_train_step(model, loss_config, optimizer,
+                                step_lib.StepConfig(micro_batches, 0))
+  batch = make_batch()
+  if ctx is None:
+    fn = jax.jit(fn, donate_argnums=(0,))
+  else:
+    param_sh = models.param_shardings(CONFIG, ctx)
+    state_sh = state_lib.state_shardings(jax.eval_shape(lambda s: s, state),
+                                         param_sh, optimizer, ctx)
+    batch_sh = step_lib.batch_shardings(batch, ctx)
+    state = jax.device_put(state, state_sh)
+    batch = jax.device_put(batch, batch_sh)
+    fn = step_lib.jit_train_step(fn, state_sh, param_sh, batch_sh, ctx)
+  history = []
+  for i in range(num_steps):
+    state, metrics = fn(state, ref_params, make_batch(seed=i) if ctx is None
+                        else jax.device_put(make_batch(seed=i), batch_sh),
+                        jnp.float32(1e-3))
+    history.append(jax.device_get(metrics))
+  return jax.device_get(state), history
+
+
+def test_sharded_steps_equal_single_device():
+  loss_config = losses.LossConfig(stage="stage1", k=2)
+  want, want_metrics = run_steps(None, loss_config)
+  ctx = sharding.ShardingCtx(sharding.make_mesh((2, 2, 2)))
+  got, got_metrics = run_steps(ctx, loss_config)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               got.params, want.params)
+  np.testing.assert_allclose(got_metrics[-1]["loss"], want_metrics[-1]["loss"],
+                             rtol=1e-5)
+  assert int(got.step) == 3
+  # The params moved: the test would catch a step that does nothing.
+  init = models.init_params(CONFIG, jax.random.key(0))
+  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), want.params,
+                       init)
+  assert max(jax.tree.leaves(moved)) > 1e-4
+
+
+def test_micro_batches_equal_one_shot():
+  loss_config = losses.LossConfig(stage="stage2", k=2)
+  one, m1 = run_steps(None, loss_config, micro_batches=1, num_steps=1)
+  four, m4 = run_steps(None, loss_config, micro_batches=4, num_steps=1)
+  np.testing.assert_allclose(m4[0]["loss"], m1[0]["loss"], rtol=1e-5)
+  np.testing.assert_allclose(m4[0]["grad_norm"], m1[0]["grad_norm"],
+                             rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               four.params, one.params)
+
+
+def test_micro_batches_must_keep_groups_whole():
+  with pytest.raises(ValueError, match="whole groups of 4"):
+    step_lib.split_micro_batches(make_batch(rows=8), 4, k=4)
+
+
+def test_non_finite_step_is_skipped():
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  params = models.init_params(CONFIG, jax.random.key(0))
+  state = state_lib.init_state(params, optimizer)
+  model = models.Transformer(CONFIG)
+  fn = jax.jit(step_lib.make_train_step(
+      model, losses.LossConfig(stage="stage2", k=2), optimizer))
+  batch = make_batch()
+  batch["rewards"] = batch["rewards"].at[0, 0].set(jnp.nan)
+  new, metrics = fn(state, params, batch, jnp.float32(1e-2))
+  assert int(metrics["skipped_step"]) == 1 and int(new.skipped) == 1
+  assert int(new.step) == 1
+  jax.tree.map(np.testing.assert_array_equal, new.params, params)
+  new2, metrics = fn(new, params, make_batch(), jnp.float32(1e-2))
+  assert int(metrics["skipped_step"]) == 0 and int(new2.skipped) == 0
+
+
+def test_sft_stage_needs_no_reference():
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  params = models.init_params(CONFIG, jax.random.key(0))
+  state = state_lib.init_state(params, optimizer)
+  fn = jax.jit(step_lib.make_train_step(
+      models.Transformer(CONFIG), losses.LossConfig(stage="sft", k=1),
+      optimizer))
+  batch = make_batch()
+  del batch["rewards"]
+  losses_seen = []
+  for _ in range(5):
+    state, metrics = fn(state, None, batch, jnp.float32(3e-3))
+    losses_seen.append(float(metrics["loss"]))
+  assert losses_seen[-1] < losses_seen[0]
