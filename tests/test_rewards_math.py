@@ -106,3 +106,25 @@ def test_grade_many_matches_grade_in_the_pool():
   expected = [math_reward.grade(r, a) for r, a in zip(responses, references)]
   assert math_reward.grade_many(responses, references, workers=2) == expected
   assert sum(expected) >= 40  # Every even pair is the record's own answer.
+
+
+def test_pathological_answers_are_refused_quickly_even_off_the_main_thread():
+  """sympy would take minutes (or forever) on these; outside the main thread
+  math-verify has no SIGALRM timeout, so they must never reach it there."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  towers = [r"10^{10^{10^{10}}}", r"9^{9^{9^{9}}}!", r"(10^{100})!",
+            r"\sum_{k=1}^{10^{12}} k^{k}", r"2^{2^{40}}", "2^2^40",
+            "(100000)!", "1" * 500]
+  ordinary = [(r"\frac{1}{2}", "0.5"), ("120", "5!"), (r"2^{10}", "1024")]
+
+  def grade_all():
+    start = time.monotonic()
+    bad = [math_reward.grade(rf"\boxed{{{t}}}", "5") for t in towers]
+    good = [math_reward.grade(rf"\boxed{{{a}}}", b) for a, b in ordinary]
+    return bad, good, time.monotonic() - start
+
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    bad, good, seconds = pool.submit(grade_all).result(timeout=120)
+  assert bad == [0.0] * len(towers) and good == [1.0] * len(ordinary)
+  assert seconds < 60, seconds

@@ -181,7 +181,36 @@ def _parse(answer: str):
     return ()
 
 
+_EXPONENT = re.compile(r"\^\s*(\{|\\?\w+)")
+_BIG_INT = re.compile(r"\d{5,}")
+
+
+def _too_costly(answer: str) -> bool:
+  """Answers sympy may spend minutes on (towers, huge factorials, sums)."""
+  if len(answer) > 400:
+    return True
+  for m in _EXPONENT.finditer(answer):
+    exponent = m.group(1)
+    if exponent == "{":
+      exponent = last_boxed("\\boxed" + answer[m.start(1):]) or ""
+    if "^" in exponent or "!" in exponent or re.search(r"\d{7,}", exponent):
+      return True
+    if re.match(r"\s*\^", answer[m.end():]):  # a^b^c without braces
+      return True
+  risky = "!" in answer or any(op in answer for op in ("\\sum", "\\prod"))
+  return risky and ("^" in answer or bool(_BIG_INT.search(answer)))
+
+
 def _verify(predicted: str, reference: str) -> bool:
+  if _too_costly(predicted):
+    return False
+  if threading.current_thread() is not threading.main_thread():
+    # No SIGALRM here: a worker process grades with its own timeouts.
+    future = _pool(os.cpu_count() or 1).submit(_verify, predicted, reference)
+    try:
+      return future.result(timeout=60)
+    except concurrent.futures.TimeoutError:
+      return False
   gold, pred = _parse(reference), _parse(predicted)
   if not gold or not pred:
     return False
