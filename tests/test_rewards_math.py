@@ -91,7 +91,6 @@ def mismatched_pairs(records: list) -> list:
   return pairs
 
 
-@pytest.mark.slow
 def test_math500_mismatched_pairs_grade_incorrect():
   pairs = mismatched_pairs(_math500())
   grades = math_reward.grade_many([p[0] for p in pairs], [p[1] for p in pairs])
