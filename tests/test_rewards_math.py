@@ -55,6 +55,10 @@ def test_extraction_prefers_final_line_then_last_boxed():
   assert math_reward.extract_answer(r"so \boxed{\{1,\{2\}\}}") == r"\{1,\{2\}\}"
   assert math_reward.extract_answer(r"\fbox{12}") == "12"
   assert math_reward.extract_answer("The final answer is 42.") == "42"
+  assert math_reward.extract_answer(
+      "The final answer is unclear, so again.\n" + _final("5")) == "5"
+  assert math_reward.extract_answer(_final(r"\boxed{\frac{1}{2}}")) == (
+      r"\frac{1}{2}")
   assert math_reward.extract_answer("no answer here") is None
   assert math_reward.grade("no answer here", "3") == 0.0
   assert math_reward.grade(r"\boxed{3", "3") == 0.0  # Unbalanced: no answer.

@@ -24,8 +24,10 @@ import re
 import threading
 from typing import Optional, Sequence
 
+# The answer may not contain another "The final answer is": the LAST one wins.
 _FINAL_LINE = re.compile(
-    r"The final answer is\s*(.*?)\s*(?:\.\s*)?I hope it is correct", re.S)
+    r"The final answer is\s*((?:(?!The final answer is).)*?)\s*(?:\.\s*)?"
+    r"I hope it is correct", re.S)
 _FINAL_ANY = re.compile(r"[Tt]he final answer is:?\s*(.+)")
 
 
@@ -41,6 +43,8 @@ def extract_answer(response: str) -> Optional[str]:
   matches = _FINAL_LINE.findall(response)
   if matches:
     answer = _strip_dollars(matches[-1])
+    if answer.startswith(("\\boxed", "\\fbox")):
+      answer = last_boxed(answer) or ""
     if answer:
       return answer
   boxed = last_boxed(response)
