@@ -4,15 +4,16 @@ Started by `code.py` as `python -I -S -B _sandbox_child.py` in a new session
 with a cleaned environment. It reads a JSON payload from stdin (program,
 tests, limits, the run's nonce, the status fd), then:
 
-  1. (process B) enters new mount/net/pid/ipc/uts namespaces when the kernel
-     allows it, and forks;
-  2. (process D, child of C, the init of the new pid namespace) hides the host's writable
-     scratch dirs behind root-owned tmpfs mounts, makes a fresh work dir, sets
-     rlimits, drops to the slot's uid when started as root, sets
-     PDEATHSIG=SIGKILL and no-new-privs, installs an audit hook (no sockets,
-     no writes outside the work dir), then executes the program and the tests;
+  1. process B enters new mount/net/pid/ipc/uts namespaces when the kernel
+     allows it and forks C, the init of the new pid namespace, which forks D;
+  2. D hides the host's writable scratch dirs behind root-owned tmpfs mounts,
+     makes a fresh work dir, sets rlimits, drops to the slot's uid when
+     started as root, sets PDEATHSIG=SIGKILL and no-new-privs, installs an
+     audit hook (no sockets, no writes outside the work dir), then executes
+     the program and the tests;
   3. D writes one JSON record carrying the nonce to the status fd: `passed`
-     only after every test statement ran; C and B exit with D's status.
+     only after every test statement ran; C and B exit with D's status, and
+     C's exit makes the kernel kill whatever D left in the namespace.
 
 The nonce is read before any untrusted code runs and never enters the
 program's globals, environment, argv or files, so a program that exits early
