@@ -31,9 +31,40 @@ def _quant_types():
           Q.Q4_K, Q.Q5_K, Q.Q6_K)
 
 
+class _OutOfFile(Exception):
+  """A tensor's data reaches past the end of the file."""
+
+
+def _checked_reader(path: str):
+  """A GGUFReader that checks every tensor's extent before mapping it (the
+  plain reader fails on a cut-off file with an anonymous reshape error)."""
+  import gguf  # pylint: disable=g-import-not-at-top
+
+  class Reader(gguf.GGUFReader):
+
+    def _build_tensors(self, start_offs, fields):
+      size = int(self.data.shape[0])
+      for field in fields:
+        _, name, _, dims, raw_type, offset = field.parts
+        name = bytes(name).decode("utf-8", "replace")
+        try:
+          qtype = gguf.GGMLQuantizationType(int(raw_type[0]))
+        except ValueError:
+          raise _OutOfFile(f"tensor {name!r} has unknown ggml type id "
+                           f"{int(raw_type[0])}") from None
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        end = (int(start_offs) + int(offset[0]) +
+               int(np.prod(dims)) * type_size // block)
+        if end > size:
+          raise _OutOfFile(f"truncated file: tensor {name!r} needs bytes up "
+                           f"to {end}, file has {size}")
+      super()._build_tensors(start_offs, fields)
+
+  return Reader(path)
+
+
 def open_gguf(path: str):
   """A `gguf.GGUFReader` over `path`, after checking magic and size."""
-  import gguf  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"GGUF file not found: {path}")
@@ -43,18 +74,12 @@ def open_gguf(path: str):
     raise ConversionError(f"{path}: not a GGUF file (starts with {magic!r}, "
                           f"expected {MAGIC!r})")
   try:
-    reader = gguf.GGUFReader(path)
+    return _checked_reader(path)
+  except _OutOfFile as e:
+    raise ConversionError(f"{path}: {e}") from None
   except Exception as e:  # the reader raises many kinds on a cut-off header
     raise ConversionError(f"{path}: truncated or corrupt GGUF header "
                           f"({type(e).__name__}: {e})") from e
-  size = os.path.getsize(path)
-  for t in reader.tensors:
-    end = int(t.data_offset) + int(t.n_bytes)
-    if end > size or t.data.nbytes != t.n_bytes:
-      raise ConversionError(
-          f"{path}: truncated file: tensor {t.name!r} needs bytes up to {end}"
-          f", file has {size}")
-  return reader
 
 
 def metadata(reader) -> dict[str, Any]:
@@ -84,7 +109,10 @@ def config_from_gguf(reader, path: str = "GGUF") -> ModelConfig:
   def get(key, default=None, required=True):
     full = f"{arch}.{key}"
     if full in meta:
-      return meta[full]
+      v = meta[full]
+      # float32 fields: 1e-6 comes back as 9.99999997e-07; keep the shortest
+      # decimal that rounds to the same float32 so configs compare equal.
+      return float(str(np.float32(v))) if isinstance(v, float) else v
     if required and default is None:
       raise ConversionError(f"{path}: missing metadata field {full!r}")
     return default
