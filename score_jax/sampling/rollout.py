@@ -166,7 +166,9 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
 
   prompt_ids: P token-id lists (unpadded). followup_ids: the ids appended
   after each turn but the last (one list for every transition, or a list per
-  transition). max_new_tokens: budget of every turn, or one per turn. Rows are
+  transition). max_new_tokens: budget of every turn, or one per turn.
+  stop_ids: a turn ends on any of them (empty: every turn runs to its
+  budget, as benchmarks with forced length want). Rows are
   prompt-major: row p * k + j is sample j of prompt p. rng: a jax key; the
   same key gives the same rollout. ctx: run under this mesh (params sharded
   by models.init_params(config, rng, ctx); the batch goes over the data
@@ -198,8 +200,6 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
     raise ValueError(f"max_new_tokens must be >= 1, got {budgets}")
   followups = _followups(followup_ids, num_turns) if num_turns > 1 else []
   stops = tuple(sorted(set(int(s) for s in stop_ids)))
-  if not stops:
-    raise ValueError("stop_ids is empty: give at least one stop id")
 
   rows = [p for p in prompts for _ in range(samples_per_prompt)]
   batch = len(rows)
