@@ -11,6 +11,8 @@ import sys
 from absl import app
 
 COMMANDS = {
+    "train": "Train with SCoRe (or a baseline) from a config file.",
+    "eval": "Greedy N-turn self-correction evaluation of a checkpoint.",
     "convert": "Convert a checkpoint (GGUF/HF/Gemma/Orbax) to HF or Orbax.",
     "forward": "Run a forward pass of a model preset and report timings.",
 }
@@ -40,7 +42,12 @@ def run(argv=None):
           file=sys.stderr)
     return 2
   module = importlib.import_module(f"score_jax.commands.{command}")
-  app.run(module.main, argv=[f"score-jax {command}"] + argv[2:])
+  rest = argv[2:]
+  if not any(a.startswith(("--verbosity", "-v=", "--v=")) for a in rest):
+    # Orbax and JAX log every checkpoint step at INFO: warnings and up by
+    # default, `--verbosity=0` for everything.
+    rest.append("--verbosity=-1")
+  app.run(module.main, argv=[f"score-jax {command}"] + rest)
   return 0
 
 

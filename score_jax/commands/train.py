@@ -1,0 +1,35 @@
+"""`score-jax train --config=configs/<x>.py --workdir=<dir> [--config.k=v]`."""
+
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from score_jax import distributed
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training config file (configs/*.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, metrics, samples and "
+    "reports; a run started again on it resumes.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process: host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process: this process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
+  from score_jax import train  # pylint: disable=g-import-not-at-top
+  results = train.train(_CONFIG.value, _WORKDIR.value)
+  for name, metrics in results.items():
+    summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                        if k.startswith(("acc@", "delta(")))
+    logging.info("eval %s: %s", name, summary)
+    print(f"eval {name}: {summary}")
+  print(f"workdir: {_WORKDIR.value}")

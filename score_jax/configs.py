@@ -1,0 +1,191 @@
+"""The base training config every `configs/*.py` starts from, and its parsing.
+
+A config file reads like the paper's hyperparameter table: it calls
+`base_config()` and sets what its experiment changes. Configs are locked
+(`--config.trian.seed=1` is an error, not a new key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+from score_jax import sharding
+from score_jax.rl import losses
+
+# Stages a schedule may hold. 'sft' trains on given or generated transcripts
+# (config.sft.source), the others are RL stages (rl/losses.py).
+STAGES = ("sft", "stage1", "stage2", "single_turn")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Stages in order, 'name:steps' comma-separated; a name may repeat
+  # (interleaving: 'stage1:50,stage2:50,stage1:50,stage2:50').
+  c.schedule = "stage1:10,stage2:10"
+
+  c.model = ml_collections.ConfigDict()
+  c.model.spec = "preset:tiny-llama"  # anything score_jax.load_model reads
+  c.model.dtype = "float32"  # compute dtype (bfloat16 on accelerators)
+  c.model.param_dtype = "float32"
+  c.model.remat_policy = "none"
+  # ModelConfig fields to change on a preset (e.g. vocab_size to fit the
+  # tokenizer); ignored for loaded checkpoints.
+  c.model.preset_overrides = ml_collections.ConfigDict()
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.spec = ""  # '' = the checkpoint's own; 'byte', 'gguf:...', ...
+  c.tokenizer.chat_format = ""  # '' = the tokenizer's; gemma | chatml | plain
+
+  c.task = ml_collections.ConfigDict()
+  c.task.name = "arithmetic"
+  c.task.options = ml_collections.ConfigDict()  # kwargs of tasks.get_task
+  c.task.train_split = "train"
+  c.task.eval_split = "test"
+
+  c.rollout = ml_collections.ConfigDict()
+  c.rollout.prompts_per_step = 8
+  c.rollout.samples_per_prompt = 4  # k; RLOO groups
+  c.rollout.max_new_tokens = 64  # per turn
+  c.rollout.temperature = 1.0
+  c.rollout.top_k = 0
+  c.rollout.top_p = 1.0
+
+  c.loss = ml_collections.ConfigDict()  # rl/losses.py LossConfig
+  c.loss.alpha = 10.0
+  c.loss.beta1 = 0.01
+  c.loss.beta2 = 0.1
+  c.loss.kl_estimator = "k3"
+  c.loss.advantage = "rloo"
+  c.loss.aggregation = "sequence_sum"
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.lr = 5e-6
+  c.optimizer.warmup_steps = 0  # linear warm-up at the start of each stage
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.95
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.clip_norm = 1.0
+
+  c.sft = ml_collections.ConfigDict()
+  # solutions: the task's worked solutions as first attempts (warm start);
+  # star: own two-turn samples whose turn 2 fixed a wrong turn 1 (STaR);
+  # pair: wrong own first attempts paired with a correct answer (Pair-SFT).
+  c.sft.source = "solutions"
+  c.sft.lr = 1e-3
+  c.sft.batch_size = 16
+
+  c.step = ml_collections.ConfigDict()
+  c.step.micro_batches = 1
+  c.step.logits_chunk = 0  # positions per logits chunk in the loss (0: all)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.shape = (1, -1, 1)  # ('data', 'fsdp', 'tensor'); -1 fills
+  c.mesh.rules = sharding.DEFAULT_RULES
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 0  # steps between greedy evaluations (0: at stage ends)
+  c.eval.at_start = False  # also evaluate the initial policy (step 0)
+  c.eval.num_problems = 64
+  c.eval.num_turns = 2
+  c.eval.max_new_tokens = 64
+  c.eval.batch_size = 64
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 10
+  c.checkpoint.keep = 2
+  c.checkpoint.async_save = True
+
+  c.log = ml_collections.ConfigDict()
+  c.log.samples_every = 10  # write transcripts every N steps (0: never)
+  c.log.num_samples = 8
+  c.log.progress = True
+
+  c.max_nonfinite_steps = 5  # consecutive skipped steps before stopping
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  name: str
+  steps: int
+  start: int  # global step at which the stage starts
+
+
+def parse_schedule(schedule: str) -> list[Stage]:
+  """'stage1:10,stage2:20' -> [Stage('stage1', 10, 0), Stage('stage2', 20,
+  10)]; a clear error names a misspelt stage or a bad step count."""
+  stages, start = [], 0
+  for item in filter(None, (s.strip() for s in schedule.split(","))):
+    name, sep, steps = item.partition(":")
+    if name not in STAGES:
+      raise ValueError(f"config.schedule: unknown stage {name!r} in "
+                       f"{schedule!r}; known stages: {', '.join(STAGES)}")
+    if not sep or not steps.strip().isdigit() or int(steps) < 1:
+      raise ValueError(f"config.schedule: {item!r} needs a positive step "
+                       f"count, as in '{name}:100'")
+    stages.append(Stage(name, int(steps), start))
+    start += int(steps)
+  if not stages:
+    raise ValueError("config.schedule is empty; e.g. 'stage1:10,stage2:10'")
+  return stages
+
+
+def stage_at(stages: list[Stage], step: int) -> Stage:
+  for stage in stages:
+    if stage.start <= step < stage.start + stage.steps:
+      return stage
+  raise IndexError(f"step {step} is past the schedule's end "
+                   f"({stages[-1].start + stages[-1].steps} steps)")
+
+
+def loss_config(config: ml_collections.ConfigDict, stage: str,
+                k: int) -> losses.LossConfig:
+  """The LossConfig of one stage; 'pair'/'star' SFT trains turn 2 only."""
+  turns = (True, True)
+  if stage == "sft" and config.sft.source in ("star", "pair"):
+    turns = (False, True)
+  return losses.LossConfig(
+      stage=stage, alpha=config.loss.alpha, beta1=config.loss.beta1,
+      beta2=config.loss.beta2, kl_estimator=config.loss.kl_estimator,
+      advantage=config.loss.advantage,
+      aggregation=("token_mean" if stage == "sft" else
+                   config.loss.aggregation),
+      k=k, sft_turns=turns)
+
+
+def learning_rate(config: ml_collections.ConfigDict, stage: Stage,
+                  step: int) -> float:
+  """Per-stage peak lr with a linear warm-up from the stage's start."""
+  peak = config.sft.lr if stage.name == "sft" else config.optimizer.lr
+  warmup = config.optimizer.warmup_steps
+  if warmup > 0:
+    return peak * min(1.0, (step - stage.start + 1) / warmup)
+  return peak
+
+
+def validate(config: ml_collections.ConfigDict) -> list[Stage]:
+  """Checks the config's values; returns the parsed schedule."""
+  stages = parse_schedule(config.schedule)
+  r = config.rollout
+  if r.samples_per_prompt < 1 or r.prompts_per_step < 1:
+    raise ValueError("config.rollout: samples_per_prompt and "
+                     "prompts_per_step must be >= 1")
+  if config.sft.source not in ("solutions", "star", "pair"):
+    raise ValueError(f"config.sft.source={config.sft.source!r}; expected "
+                     "solutions, star or pair")
+  rows = r.prompts_per_step * r.samples_per_prompt
+  if rows % config.step.micro_batches:
+    raise ValueError(f"config.step.micro_batches={config.step.micro_batches}"
+                     f" does not divide the {rows} rows of a step")
+  for stage in {s.name for s in stages}:
+    loss_config(config, stage, r.samples_per_prompt)  # validates names
+  return stages
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return config.to_dict()

@@ -1,0 +1,231 @@
+"""Problems in, rewarded multi-turn episodes and train batches out.
+
+The glue between tasks (host), the tokenizer, and the sampler (device):
+  problems -> chat-templated prompt ids -> rollout (N turns, k samples)
+  -> rewards per turn (task, on the host) -> batch dicts for the train step.
+Shared by the training loop and `score-jax eval`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+
+from score_jax import sampling
+from score_jax.evaluation import edit_distance
+from score_jax.tasks import Problem, Task
+
+
+def prompt_ids(tokenizer, problem: Problem) -> list[int]:
+  """Turn-1 input: the problem as a user turn, then the generation prompt."""
+  return tokenizer.apply_chat_template(
+      [{"role": "user", "content": problem.prompt}], add_generation_prompt=True)
+
+
+@dataclasses.dataclass
+class Episodes:
+  """rows: the problem of each row (prompt-major, k per problem);
+  rewards float32[N, B]; texts [N][B] responses; lengths int[N, B] sampled
+  tokens per turn; rollout: the sampler's Rollout (None when merged from
+  several rollouts, as in evaluation)."""
+  rows: list[Problem]
+  rewards: np.ndarray
+  texts: tuple
+  lengths: np.ndarray
+  rollout: Optional[sampling.Rollout] = None
+
+
+def run_episodes(model, params, tokenizer, task: Task,
+                 problems: Sequence[Problem], *, num_turns: int,
+                 samples_per_prompt: int, max_new_tokens: int,
+                 sampler: sampling.SamplingConfig, rng: jax.Array,
+                 ctx=None, instructions: Optional[Sequence[str]] = None
+                 ) -> Episodes:
+  """Samples num_turns attempts per row and scores every attempt.
+
+  instructions: the user message before each turn after the first (default:
+  the task's correction instruction before every one).
+  """
+  if instructions is None:
+    instructions = [task.correction_instruction] * (num_turns - 1)
+  ro = sampling.rollout(
+      model, params, [prompt_ids(tokenizer, p) for p in problems],
+      followup_ids=[tokenizer.followup_ids(i) for i in instructions],
+      num_turns=num_turns, samples_per_prompt=samples_per_prompt,
+      max_new_tokens=max_new_tokens, stop_ids=tokenizer.stop_ids, rng=rng,
+      sampling=sampler, decode_fn=tokenizer.decode, pad_id=tokenizer.pad_id,
+      end_of_turn_id=tokenizer.end_of_turn_id, ctx=ctx)
+  rows = [p for p in problems for _ in range(samples_per_prompt)]
+  rewards = np.asarray([task.rewards(rows, list(ro.texts[t]))
+                        for t in range(num_turns)], np.float32)
+  return Episodes(rows, rewards, tuple(map(tuple, ro.texts)),
+                  np.asarray(ro.lengths), ro)
+
+
+def rl_batch(episodes: Episodes) -> dict[str, np.ndarray]:
+  """The train-step batch of an RL stage (two turns; a one-turn rollout gets
+  an empty second turn and r2 = r1)."""
+  ro = episodes.rollout
+  masks = np.asarray(ro.turn_masks)
+  rewards = episodes.rewards
+  if masks.shape[0] == 1:
+    masks = np.concatenate([masks, np.zeros_like(masks)])
+    rewards = np.concatenate([rewards, rewards])
+  return {"tokens": np.asarray(ro.tokens, np.int32),
+          "valid": np.asarray(ro.valid, bool),
+          "positions": np.asarray(ro.positions, np.int32),
+          "turn_masks": masks[:2].astype(bool),
+          "rewards": rewards[:2].astype(np.float32)}
+
+
+def pack(rows: Sequence[Sequence[tuple[Sequence[int], int]]], pad_id: int,
+         buckets: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
+  """Left-padded batch from rows of (ids, turn) segments; turn -1 is context
+  (not trained), 0 / 1 the turn whose tokens the SFT loss may train on."""
+  lengths = [sum(len(ids) for ids, _ in row) for row in rows]
+  length = sampling.bucket_length(max(lengths), buckets)
+  b = len(rows)
+  tokens = np.full((b, length), pad_id, np.int32)
+  valid = np.zeros((b, length), bool)
+  turns = np.zeros((2, b, length), bool)
+  for r, row in enumerate(rows):
+    at = length - lengths[r]
+    for ids, turn in row:
+      tokens[r, at:at + len(ids)] = ids
+      valid[r, at:at + len(ids)] = True
+      if turn >= 0:
+        turns[turn, r, at:at + len(ids)] = True
+      at += len(ids)
+  positions = np.maximum(np.cumsum(valid, axis=1) - 1, 0).astype(np.int32)
+  return {"tokens": tokens, "valid": valid, "positions": positions,
+          "turn_masks": turns}
+
+
+def _end_ids(tokenizer) -> list[int]:
+  end = tokenizer.end_of_turn_id
+  return [end if end is not None else tokenizer.eos_id]
+
+
+def solution_batch(tokenizer, task: Task,
+                   problems: Sequence[Problem]) -> dict[str, np.ndarray]:
+  """SFT warm start: the task's worked solutions as first attempts (never
+  correction examples). Problems without a known solution are an error."""
+  rows = []
+  for p in problems:
+    text = task.solution(p)
+    if text is None:
+      raise ValueError(f"task {task.name!r} has no worked solution for "
+                       f"problem {p.id!r}; sft.source='solutions' needs one")
+    rows.append([(prompt_ids(tokenizer, p), -1),
+                 (tokenizer.encode(text) + _end_ids(tokenizer), 0)])
+  return pack(rows, tokenizer.pad_id)
+
+
+def star_batch(episodes: Episodes) -> tuple[dict[str, np.ndarray], int]:
+  """STaR: train on turn 2 of the rows whose turn 2 fixed a wrong turn 1;
+  other rows stay in the batch with nothing to train. Returns (batch, kept)."""
+  batch = rl_batch(episodes)
+  r = episodes.rewards
+  keep = (r[0] < 0.5) & (r[1] >= 0.5)
+  batch["turn_masks"][0] = False
+  batch["turn_masks"][1] &= keep[:, None]
+  del batch["rewards"]
+  return batch, int(keep.sum())
+
+
+def pair_batch(episodes: Episodes, tokenizer, task: Task
+               ) -> tuple[dict[str, np.ndarray], int]:
+  """Pair-SFT: each wrong first attempt followed by a correct answer for the
+  same problem (a correct first attempt of a sibling sample, else the task's
+  worked solution), trained on that answer only. Returns (batch, pairs)."""
+  ro = episodes.rollout
+  tokens = np.asarray(ro.tokens)
+  masks = np.asarray(ro.turn_masks)
+  r1 = episodes.rewards[0]
+  k = len(episodes.rows) // len({p.id for p in episodes.rows})
+  instruction = tokenizer.followup_ids(task.correction_instruction)
+  rows = []
+  for i, problem in enumerate(episodes.rows):
+    if r1[i] >= 0.5:
+      continue
+    group = range(i - i % k, i - i % k + k)
+    right = [j for j in group if r1[j] >= 0.5]
+    if right:
+      answer = tokens[right[0]][masks[0, right[0]]].tolist()
+    else:
+      text = task.solution(problem)
+      if text is None:
+        continue
+      answer = tokenizer.encode(text) + _end_ids(tokenizer)
+    attempt = tokens[i][masks[0, i]].tolist()
+    if not ro.stopped[0][i]:
+      attempt += _end_ids(tokenizer)
+    rows.append([(prompt_ids(tokenizer, problem), -1), (attempt, -1),
+                 (instruction, -1), (answer, 1)])
+  pairs = len(rows)
+  # Same row count every step (bounded compilations): rows of one pad token
+  # carry nothing to train.
+  rows += [[([tokenizer.pad_id], -1)]] * (len(episodes.rows) - pairs)
+  return pack(rows, tokenizer.pad_id), pairs
+
+
+def turn_metrics(episodes: Episodes) -> dict[str, float]:
+  """Per-step training metrics: reward per turn, Δ, Δi→c, Δc→i, lengths,
+  edit-distance ratio between consecutive attempts."""
+  r = episodes.rewards >= 0.5
+  out = {f"reward_t{t + 1}": float(r[t].mean()) for t in range(r.shape[0])}
+  for t in range(r.shape[0]):
+    out[f"length_t{t + 1}"] = float(episodes.lengths[t].mean())
+  if r.shape[0] >= 2:
+    out["delta"] = float(r[1].mean() - r[0].mean())
+    out["delta_i2c"] = float((~r[0] & r[1]).mean())
+    out["delta_c2i"] = float((r[0] & ~r[1]).mean())
+    out["edit_ratio"] = float(np.mean(edit_distance.edit_distance_ratios(
+        list(episodes.texts[0]), list(episodes.texts[1]))))
+  return out
+
+
+def transcripts(episodes: Episodes, limit: int) -> list[dict[str, Any]]:
+  """Rows of both turns with rewards, for samples/ and eval reports."""
+  out = []
+  for i, problem in enumerate(episodes.rows[:limit]):
+    out.append({
+        "id": problem.id, "prompt": problem.prompt,
+        "reference": str(problem.reference),
+        "turns": [{"response": episodes.texts[t][i],
+                   "reward": float(episodes.rewards[t, i])}
+                  for t in range(episodes.rewards.shape[0])]})
+  return out
+
+
+def evaluate(model, params, tokenizer, task: Task,
+             problems: Sequence[Problem], *, num_turns: int,
+             max_new_tokens: int, batch_size: int, ctx=None,
+             instructions: Optional[Sequence[str]] = None,
+             progress=None) -> Episodes:
+  """Greedy N-turn episodes for every problem, batch_size problems at a time
+  (the last batch is padded with repeats, whose rows are dropped)."""
+  greedy = sampling.SamplingConfig(greedy=True)
+  parts = []
+  for start in range(0, len(problems), batch_size):
+    chunk = list(problems[start:start + batch_size])
+    real = len(chunk)
+    chunk += [chunk[-1]] * (batch_size - real) if len(problems) > batch_size \
+        else []
+    ep = run_episodes(model, params, tokenizer, task, chunk,
+                      num_turns=num_turns, samples_per_prompt=1,
+                      max_new_tokens=max_new_tokens, sampler=greedy,
+                      rng=jax.random.key(0), ctx=ctx,
+                      instructions=instructions)
+    parts.append((ep, real))
+    if progress is not None:
+      progress.update(real)
+  return Episodes(
+      rows=[p for ep, real in parts for p in ep.rows[:real]],
+      rewards=np.concatenate([ep.rewards[:, :real] for ep, real in parts], 1),
+      texts=tuple(tuple(t for ep, real in parts for t in ep.texts[n][:real])
+                  for n in range(num_turns)),
+      lengths=np.concatenate([ep.lengths[:, :real] for ep, real in parts], 1))

@@ -1,0 +1,85 @@
+"""Checkpoints of a training run: Orbax CheckpointManager over the train
+state and the frozen reference params, plus a best-by-training-reward copy.
+
+Orbax writes each step to a temporary directory and renames it when complete,
+so a run killed at any moment leaves either a whole checkpoint or none; a
+restore only ever sees whole ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+
+def _abstract(tree: Any, shardings: Any) -> Any:
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
+      shardings)
+
+
+class RunCheckpoints:
+  """checkpoints/ keeps the last `keep` steps; checkpoints_best/ keeps the
+  one with the highest training reward. `meta` (JSON) records the model
+  config, so a workdir holding another model is refused, not half-loaded."""
+
+  def __init__(self, workdir: str, keep: int, async_save: bool,
+               meta: dict[str, Any]):
+    self.meta = meta
+    self.latest = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save,
+            create=True))
+    self.best = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints_best"),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda m: m["train_reward"],
+            best_mode="max", enable_async_checkpointing=async_save,
+            create=True))
+
+  def latest_step(self) -> Optional[int]:
+    return self.latest.latest_step()
+
+  def check_meta(self, step: int) -> None:
+    stored = self.latest.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    for key in ("model_config", "model_spec"):
+      if stored.get(key) != self.meta.get(key):
+        raise ValueError(
+            f"the workdir's checkpoint at step {step} was written for "
+            f"another model ({key}: {json.dumps(stored.get(key))[:300]}); "
+            f"this run has {json.dumps(self.meta.get(key))[:300]}. Use a new "
+            "--workdir or the original config.")
+
+  def save(self, step: int, state: Any, ref_params: Any,
+           train_reward: Optional[float]) -> None:
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              ref=ocp.args.StandardSave(ref_params),
+                              meta=ocp.args.JsonSave(self.meta))
+    self.latest.save(step, args=args)
+    if train_reward is not None:
+      self.best.save(step, args=args,
+                     metrics={"train_reward": float(train_reward)})
+
+  def restore(self, step: int, state_like: Any, state_shardings: Any,
+              ref_like: Any, ref_shardings: Any) -> tuple[Any, Any]:
+    self.check_meta(step)
+    out = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(state_like, state_shardings)),
+        ref=ocp.args.StandardRestore(_abstract(ref_like, ref_shardings))))
+    logging.info("restored step %d from %s", step, self.latest.directory)
+    return out["state"], out["ref"]
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()

@@ -1,0 +1,392 @@
+"""The training loop: one loop, every stage, every baseline (as configs).
+
+Each step of an RL stage: prompts for this step (a pure function of seed and
+step) -> k two-turn samples each -> rewards per turn on the host -> one
+sharded train step. 'sft' steps train on worked solutions (warm start) or on
+the policy's own filtered transcripts (STaR, Pair-SFT). Everything a run
+writes lives under its workdir; started again on the same workdir it resumes
+from the last checkpoint and writes the same metrics step for step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from score_jax import configs as configs_lib
+from score_jax import episodes as episodes_lib
+from score_jax import models
+from score_jax import sampling
+from score_jax import sharding as sharding_lib
+from score_jax import tasks as tasks_lib
+from score_jax.evaluation import files, plots, reports
+from score_jax.rl import state as state_lib
+from score_jax.rl import step as step_lib
+from score_jax.run_state import RunCheckpoints
+
+# Keys of a metrics row that depend on wall time (excluded from the resume
+# equality check, nothing else).
+TIMING_KEYS = ("time/rollout", "time/reward", "time/update", "time/step",
+               "tokens_per_s")
+
+
+class NonFiniteError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def load_policy(config: ml_collections.ConfigDict,
+                ctx: sharding_lib.ShardingCtx):
+  """(model config, sharded params, tokenizer) from config.model/tokenizer."""
+  from score_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from score_jax.tokenizers import load_tokenizer  # pylint: disable=g-import-not-at-top
+  spec = config.model.spec
+  dtypes = dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+                remat_policy=config.model.remat_policy)
+  tok_spec = config.tokenizer.spec or None
+  if spec.startswith("preset:"):
+    model_config = models.get_preset(spec.partition(":")[2]).replace(
+        **dtypes, **config.model.preset_overrides.to_dict())
+    params = models.init_params(model_config, jax.random.key(config.seed),
+                                ctx)
+    if tok_spec is None:
+      raise ValueError("config.tokenizer.spec is required with a preset model "
+                       "(e.g. 'byte' for the built-in byte tokenizer)")
+    tokenizer = load_tokenizer(tok_spec, **_chat_format(config))
+  else:
+    loaded = checkpoints.load_model(spec, tokenizer=tok_spec)
+    model_config = loaded.config.replace(**dtypes)
+    params = jax.device_put(
+        jax.tree.map(lambda x: jnp.asarray(x, model_config.param_dtype),
+                     loaded.params),
+        models.param_shardings(model_config, ctx))
+    tokenizer = loaded.tokenizer
+    if tokenizer is None:
+      raise ValueError(f"{spec} carries no tokenizer; set config.tokenizer.spec")
+    if config.tokenizer.chat_format:
+      tokenizer = load_tokenizer(loaded.tokenizer_spec, **_chat_format(config))
+  if tokenizer.vocab_size > model_config.vocab_size:
+    raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model "
+                     f"only {model_config.vocab_size}")
+  return model_config, params, tokenizer
+
+
+def _chat_format(config) -> dict[str, str]:
+  fmt = config.tokenizer.chat_format
+  return {"chat_format": fmt} if fmt else {}
+
+
+class Trainer:
+  """Holds what a run needs; `run()` trains from wherever the workdir is."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self.stages = configs_lib.validate(config)
+    self.total_steps = self.stages[-1].start + self.stages[-1].steps
+    os.makedirs(workdir, exist_ok=True)
+    self.ctx = sharding_lib.ShardingCtx(
+        sharding_lib.make_mesh(tuple(config.mesh.shape)),
+        tuple(tuple(r) for r in config.mesh.rules))
+    self.model_config, params, self.tokenizer = load_policy(config, self.ctx)
+    self.model = models.Transformer(self.model_config, sharding=self.ctx)
+    self.task = tasks_lib.get_task(config.task.name,
+                                   **config.task.options.to_dict())
+    self.train_problems = self.task.problems(config.task.train_split)
+    self.eval_problems = self.task.problems(
+        config.task.eval_split)[:config.eval.num_problems]
+    if not self.train_problems:
+      raise ValueError(f"task {self.task.name}: split "
+                       f"{config.task.train_split!r} has no problems")
+
+    opt = config.optimizer
+    self.optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(
+        b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
+        clip_norm=opt.clip_norm))
+    self.param_shardings = models.param_shardings(self.model_config, self.ctx)
+    state = jax.jit(lambda p: state_lib.init_state(p, self.optimizer))(params)
+    self.state_shardings = state_lib.state_shardings(
+        jax.eval_shape(lambda s: s, state), self.param_shardings,
+        self.optimizer, self.ctx)
+    self.state = jax.device_put(state, self.state_shardings)
+    # The reference is the policy as the run starts; for runs that begin with
+    # a warm start it is re-taken when the first RL stage begins. A copy: the
+    # state's buffers are donated to every train step.
+    self._copy = jax.jit(lambda p: jax.tree.map(jnp.copy, p),
+                         out_shardings=self.param_shardings)
+    self.ref_params = self._copy(params)
+    self.checkpoints = RunCheckpoints(
+        workdir, config.checkpoint.keep, config.checkpoint.async_save,
+        meta={"model_spec": config.model.spec,
+              "model_config": self.model_config.to_dict()})
+    self._steps: dict[Any, Any] = {}
+    self._writer = None
+
+  # -- data ---------------------------------------------------------------
+
+  def problems_for_step(self, step: int, count: int) -> list:
+    """Epoch-wise shuffled, a pure function of (seed, step): resumable."""
+    n = len(self.train_problems)
+    out = []
+    for i in range(step * count, (step + 1) * count):
+      epoch, pos = divmod(i, n)
+      order = np.random.default_rng([self.config.seed, epoch]).permutation(n)
+      out.append(self.train_problems[order[pos]])
+    return out
+
+  def step_rng(self, step: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(self.config.seed), step)
+
+  # -- device steps -------------------------------------------------------
+
+  def train_step_fn(self, stage: str, k: int, batch: dict[str, np.ndarray]):
+    loss_config = configs_lib.loss_config(self.config, stage, k)
+    key = (loss_config, tuple(sorted(batch)))
+    if key not in self._steps:
+      fn = step_lib.make_train_step(
+          self.model, loss_config, self.optimizer,
+          step_lib.StepConfig(self.config.step.micro_batches,
+                              self.config.step.logits_chunk))
+      shardings = step_lib.batch_shardings(batch, self.ctx)
+      self._steps[key] = (step_lib.jit_train_step(
+          fn, self.state_shardings, self.param_shardings, shardings,
+          self.ctx), shardings)
+    return self._steps[key]
+
+  def update(self, stage: configs_lib.Stage, step: int, batch, k: int):
+    fn, shardings = self.train_step_fn(stage.name, k, batch)
+    lr = configs_lib.learning_rate(self.config, stage, step)
+    batch = jax.device_put(batch, shardings)
+    self.state, metrics = fn(self.state, self.ref_params, batch,
+                             jnp.float32(lr))
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+  # -- one step of each kind ----------------------------------------------
+
+  def sample(self, step: int, problems, num_turns: int, k: int):
+    r = self.config.rollout
+    sampler = sampling.SamplingConfig(temperature=r.temperature,
+                                      top_k=r.top_k or None,
+                                      top_p=r.top_p if r.top_p < 1 else None)
+    return episodes_lib.run_episodes(
+        self.model, self.state.params, self.tokenizer, self.task, problems,
+        num_turns=num_turns, samples_per_prompt=k,
+        max_new_tokens=r.max_new_tokens, sampler=sampler,
+        rng=self.step_rng(step), ctx=self.ctx)
+
+  def rl_step(self, stage: configs_lib.Stage, step: int):
+    r = self.config.rollout
+    k = r.samples_per_prompt
+    times = {}
+    start = time.perf_counter()
+    problems = self.problems_for_step(step, r.prompts_per_step)
+    num_turns = 1 if stage.name == "single_turn" else 2
+    eps = self.sample(step, problems, num_turns, k)
+    times["time/rollout"] = time.perf_counter() - start
+    mid = time.perf_counter()
+    metrics = self.update(stage, step, episodes_lib.rl_batch(eps), k)
+    times["time/update"] = time.perf_counter() - mid
+    tokens = float(np.sum(eps.lengths))
+    times["tokens_per_s"] = tokens / max(times["time/rollout"], 1e-9)
+    return eps, {**episodes_lib.turn_metrics(eps), **metrics, **times}
+
+  def sft_step(self, stage: configs_lib.Stage, step: int):
+    source = self.config.sft.source
+    start = time.perf_counter()
+    eps = None
+    extra = {}
+    if source == "solutions":
+      problems = self.problems_for_step(step, self.config.sft.batch_size)
+      batch = episodes_lib.solution_batch(self.tokenizer, self.task, problems)
+      k = 1
+    else:
+      r = self.config.rollout
+      k = r.samples_per_prompt
+      eps = self.sample(step, self.problems_for_step(step, r.prompts_per_step),
+                        2, k)
+      if source == "star":
+        batch, kept = episodes_lib.star_batch(eps)
+      else:
+        batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task)
+        k = 1
+      extra = {"sft_examples": float(kept), **episodes_lib.turn_metrics(eps)}
+    batch.pop("rewards", None)
+    mid = time.perf_counter()
+    metrics = self.update(stage, step, batch, k)
+    return eps, {**extra, **metrics, "time/rollout": mid - start,
+                 "time/update": time.perf_counter() - mid}
+
+  # -- evaluation, logging ------------------------------------------------
+
+  def evaluate(self, name: str, step: int) -> dict[str, float]:
+    c = self.config.eval
+    if not self.eval_problems:
+      return {}
+    eps = episodes_lib.evaluate(
+        self.model, self.state.params, self.tokenizer, self.task,
+        self.eval_problems, num_turns=c.num_turns,
+        max_new_tokens=c.max_new_tokens, batch_size=c.batch_size,
+        ctx=self.ctx)
+    write_eval_report(self.workdir, name, eps, {
+        "step": step, "model_spec": self.config.model.spec,
+        "task": self.task.name, "split": self.config.task.eval_split})
+    return {k: v for k, v in reports.summarize(eps.rewards)["metrics"].items()}
+
+  def log(self, step: int, stage: str, metrics: dict[str, float]) -> None:
+    row = {"step": step, "stage": stage, **metrics}
+    with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
+      f.write(json.dumps(row, allow_nan=True) + "\n")
+    if self._writer is None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._writer = SummaryWriter(os.path.join(self.workdir, "tb"))
+    for key, value in metrics.items():
+      self._writer.add_scalar(key, value, step)
+
+  def truncate_metrics(self, step: int) -> None:
+    """Drops what was logged after the checkpoint of `step` (which holds
+    steps 0..step-1 and the evaluations logged at `step` before it)."""
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+      return
+    keep = [row for row in files.read_jsonl(path)
+            if row["step"] < step or (row["stage"] == "eval" and
+                                      row["step"] == step)]
+    files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+  def write_samples(self, step: int, eps) -> None:
+    if eps is None:
+      return
+    rows = episodes_lib.transcripts(eps, self.config.log.num_samples)
+    path = os.path.join(self.workdir, "samples", f"step_{step:06d}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+  # -- the loop -----------------------------------------------------------
+
+  def restore(self) -> int:
+    step = self.checkpoints.latest_step()
+    if step is None:
+      return 0
+    self.state, self.ref_params = self.checkpoints.restore(
+        step, self.state, self.state_shardings, self.ref_params,
+        self.param_shardings)
+    self.truncate_metrics(step)
+    return step
+
+  def run(self) -> dict[str, Any]:
+    config = self.config
+    start_step = self.restore()
+    if start_step == 0:
+      files.atomic_write_text(os.path.join(self.workdir, "config.json"),
+                              config.to_json_best_effort(indent=2))
+      if os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
+        self.truncate_metrics(0)
+    results = {}
+    if start_step == 0 and config.eval.at_start:
+      results["start"] = self.evaluate("start", 0)
+      self.log(0, "eval", {f"eval/{k}": v for k, v in results["start"].items()})
+    bar = tqdm.tqdm(total=self.total_steps, initial=start_step,
+                    disable=not config.log.progress, desc="train",
+                    dynamic_ncols=True)
+    last_reward: list[float] = []
+    for step in range(start_step, self.total_steps):
+      stage = configs_lib.stage_at(self.stages, step)
+      if step == stage.start and stage.name != "sft" and self._first_rl(stage):
+        # The frozen reference is the policy the RL stages start from.
+        self.ref_params = self._copy(self.state.params)
+      t0 = time.perf_counter()
+      if stage.name == "sft":
+        eps, metrics = self.sft_step(stage, step)
+      else:
+        eps, metrics = self.rl_step(stage, step)
+      metrics["time/step"] = time.perf_counter() - t0
+      if int(self.state.skipped) >= config.max_nonfinite_steps:
+        raise NonFiniteError(
+            f"{int(self.state.skipped)} consecutive steps (to step {step}) had "
+            "a non-finite loss or gradient; stopping. The last checkpoint "
+            "holds the last finite state. Lower the learning rate or check "
+            "the data.")
+      self.log(step, stage.name, metrics)
+      if eps is not None and "reward_t2" in metrics:
+        last_reward.append(metrics["reward_t2"])
+      if config.log.samples_every and step % config.log.samples_every == 0:
+        self.write_samples(step, eps)
+      bar.set_postfix(stage=stage.name, **{
+          k: f"{metrics[k]:.2f}" for k in ("reward_t1", "reward_t2", "loss")
+          if k in metrics})
+      bar.update(1)
+      done = step + 1
+      stage_end = done == stage.start + stage.steps
+      if stage_end or (config.eval.every and done % config.eval.every == 0):
+        name = (f"after_{stage.name}_step{done}" if stage_end else
+                f"step{done}")
+        results[name] = self.evaluate(name, done)
+        self.log(done, "eval", {f"eval/{k}": v for k, v in
+                                results[name].items()})
+      if done % config.checkpoint.every == 0 or done == self.total_steps:
+        reward = float(np.mean(last_reward)) if last_reward else None
+        self.checkpoints.save(done, self.state, self.ref_params, reward)
+        last_reward = []
+    bar.close()
+    self.checkpoints.wait()
+    self.write_plots()
+    return results
+
+  def _first_rl(self, stage: configs_lib.Stage) -> bool:
+    """True if `stage` is the first RL stage and warm start preceded it."""
+    earlier = [s for s in self.stages if s.start < stage.start]
+    return bool(earlier) and all(s.name == "sft" for s in earlier)
+
+  def write_plots(self) -> None:
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    rows = [r for r in files.read_jsonl(path) if "reward_t1" in r]
+    if rows:
+      plots.plot_training_curves(
+          rows, os.path.join(self.workdir, "eval", "training_curves.png"))
+
+  def close(self) -> None:
+    self.checkpoints.close()
+    if self._writer is not None:
+      self._writer.close()
+
+
+def write_eval_report(workdir: str, name: str, eps, config: dict[str, Any]
+                      ) -> dict[str, Any]:
+  """Report JSON/Markdown, transcripts and the edit-distance histogram."""
+  from score_jax.evaluation import edit_distance  # pylint: disable=g-import-not-at-top
+  extra = {}
+  if eps.rewards.shape[0] >= 2:
+    ratios = np.asarray(edit_distance.edit_distance_ratios(
+        list(eps.texts[0]), list(eps.texts[1])))
+    extra["edit_ratio(t1,t2)"] = ratios
+    plots.plot_edit_distance_histogram(
+        ratios, os.path.join(workdir, "eval", f"{name}_edit_distance.png"))
+  summary = reports.summarize(eps.rewards, extra_values=extra)
+  summary["config"].update(config)
+  per_problem = [{"id": p.id, **{f"reward_t{t + 1}": float(eps.rewards[t, i])
+                                 for t in range(eps.rewards.shape[0])}}
+                 for i, p in enumerate(eps.rows)]
+  reports.write_report(workdir, name, summary["metrics"],
+                       per_problem=per_problem,
+                       transcripts=episodes_lib.transcripts(eps, len(eps.rows)),
+                       intervals=summary["intervals"],
+                       config=summary["config"])
+  return summary
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains per `config` under `workdir` (resuming if it holds a run)."""
+  trainer = Trainer(config, workdir)
+  try:
+    return trainer.run()
+  finally:
+    trainer.close()
