@@ -19,7 +19,8 @@ The nonce is read before any untrusted code runs and never enters the
 program's globals, environment, argv or files, so a program that exits early
 (`sys.exit(0)`, `os._exit(0)`) or replaces builtins cannot produce a passing
 record. The tests run against a snapshot of the builtins taken before the
-program ran. This file imports only the standard library (no site-packages).
+program ran, and every operand the tests compare must use comparison methods
+from C or the standard library (no always-equal objects). This file imports only the standard library (no site-packages).
 """
 
 import builtins
@@ -41,6 +42,9 @@ _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
 # covered by a root-owned tmpfs so a dropped-uid program cannot write there.
 _SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 _WORK_DIR = "/tmp/sandbox"
+# Where the standard library lives (`-I -S`: nothing else is on the path),
+# before `_expose_stdlib` may move it: code from here is trusted.
+_STDLIB_PATH = tuple(sys.path)
 
 
 def _read_payload() -> dict:
@@ -260,6 +264,101 @@ def _install_guard(work_dir: str, forbid_processes: bool):
   sys.addaudithook(hook)
 
 
+_CHECK_NAME = "__score_operand__"
+
+
+def _guard_comparisons(source: str):
+  """The tests' AST with every operand of ==, !=, <, <=, >, >=, in, not in
+  passed through `__score_operand__` (see `_operand_checker`)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  guarded = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In,
+             ast.NotIn)
+
+  def wrap(node):
+    return ast.Call(func=ast.Name(id=_CHECK_NAME, ctx=ast.Load()),
+                    args=[node], keywords=[])
+
+  class Guard(ast.NodeTransformer):
+
+    def visit_Compare(self, node):  # pylint: disable=invalid-name
+      self.generic_visit(node)
+      if any(isinstance(op, guarded) for op in node.ops):
+        node.left = wrap(node.left)
+        node.comparators = [wrap(c) for c in node.comparators]
+      return node
+
+  tree = Guard().visit(ast.parse(source, "<tests>"))
+  return ast.fix_missing_locations(tree)
+
+
+def _operand_checker(trusted_roots: tuple):
+  """A function that refuses values whose comparisons the program defined.
+
+  `assert f(x) == y` passes for any object whose __eq__ answers True: the
+  best-known reward hack. Comparison methods must come from C or from the
+  standard library (files under `trusted_roots`; not `unittest.mock`, whose
+  ANY equals everything), for the value and, through lists, tuples, sets and
+  dicts, for everything inside it. Bound to builtins captured now, before the
+  program can replace them.
+  """
+  type_, isinstance_, len_ = type, isinstance, len
+  mro_of = type.__dict__["__mro__"].__get__
+  dict_of = type.__dict__["__dict__"].__get__
+  function = type(_guard_comparisons)
+  c_kinds = (type(object.__eq__), type(object().__eq__), type(len),
+             type(str.join), type(None))
+  names = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+           "__contains__")
+  list_iter, tuple_iter, set_iter, frozenset_iter, dict_items = (
+      list.__iter__, tuple.__iter__, set.__iter__, frozenset.__iter__,
+      dict.items)
+  trusted = {}
+
+  def trusted_type(cls) -> bool:
+    verdict = trusted.get(cls)
+    if verdict is None:
+      verdict = True
+      for klass in mro_of(cls):
+        attributes = dict_of(klass)
+        module = attributes.get("__module__")
+        if type_(module) is str and module.startswith("unittest.mock"):
+          verdict = False
+        for name in names:
+          method = attributes.get(name)
+          if method is None or type_(method) in c_kinds:
+            continue
+          if not (type_(method) is function and
+                  method.__code__.co_filename.startswith(trusted_roots)):
+            verdict = False
+      trusted[cls] = verdict
+    return verdict
+
+  def check(value):
+    stack, visited = [value], 0
+    while stack and visited < 100_000:
+      item = stack.pop()
+      visited += 1
+      if not trusted_type(type_(item)):
+        raise TypeError("a test compared a value whose comparison methods "
+                        "the program defined")
+      if isinstance_(item, list):
+        stack.extend(list_iter(item))
+      elif isinstance_(item, tuple):
+        stack.extend(tuple_iter(item))
+      elif isinstance_(item, set):
+        stack.extend(set_iter(item))
+      elif isinstance_(item, frozenset):
+        stack.extend(frozenset_iter(item))
+      elif isinstance_(item, dict):
+        for key, val in dict_items(item):
+          stack.append(key)
+          stack.append(val)
+    return value
+
+  del len_
+  return check
+
+
 def _describe(exc) -> str:
   """Names an exception without running the program's __str__/__repr__."""
   try:
@@ -321,9 +420,11 @@ def _run(cfg, nonce, status_fd):
   except (SyntaxError, ValueError) as e:
     report("syntax_error", "program: " + _describe(e))
   try:
-    tests = compile_(cfg["tests"], "<tests>", "exec")
+    tests = compile_(_guard_comparisons(cfg["tests"]), "<tests>", "exec")
   except (SyntaxError, ValueError) as e:
     report("syntax_error", "tests: " + _describe(e))
+  check_operand = _operand_checker(
+      tuple(p for p in _STDLIB_PATH + tuple(sys.path) if p))
   # Root ignores RLIMIT_NPROC: without the uid drop (or a user namespace)
   # nothing would bound a fork bomb, so the guard refuses new processes.
   _install_guard(work_dir, forbid_processes=(
@@ -336,6 +437,7 @@ def _run(cfg, nonce, status_fd):
     stage = "tests"
     test_namespace = dict_(namespace)
     test_namespace["__builtins__"] = dict_(pristine_builtins)
+    test_namespace[_CHECK_NAME] = check_operand
     exec_(tests, test_namespace)
   except MemoryError:
     report("memory", stage)
