@@ -129,7 +129,7 @@ def test_gsm8k_tfds_source_without_tfds_is_a_clear_error():
 
 
 def test_mbpp_prompt_splits_and_rewards():
-  task = get_task("mbpp", path=_data("mbpp.jsonl"), seed=None)
+  task = get_task("mbpp", path=_data("mbpp.jsonl"), seed=None, timeout_s=2.0)
   sizes = {s: len(task.problems(s)) for s in ("prompt", "test", "validation",
                                                 "train")}
   assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
@@ -144,6 +144,9 @@ def test_mbpp_prompt_splits_and_rewards():
   bad = "def remove_Occ(s, ch):\n  return s\n[DONE]"
   fenced = f"Here it is:\n```python\n{problem.meta['solution']}\n```\nDone."
   assert task.rewards([problem] * 3, [good, bad, fenced]) == [1.0, 0.0, 1.0]
+  reasons = [r.reason for r in task.results(
+      [problem] * 3, [good, "def remove_Occ(s, ch)\n", "while True: pass"])]
+  assert reasons == ["passed", "syntax_error", "timeout"]
   assert task.reward(problem, good) == 1.0
   sanitized = get_task("mbpp", path=_data("sanitized-mbpp.json"))
   assert len(sanitized.problems("test")) == 257

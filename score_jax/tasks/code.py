@@ -58,13 +58,17 @@ class _CodeTask(Task):
         timeout_s=self.timeout_s, memory_mb=self.memory_mb)
     return 1.0 if result.passed else 0.0
 
-  def rewards(self, problems, responses) -> list:
+  def results(self, problems, responses) -> list:
+    """[rewards.code.Result] (passed, reason, detail, output) for a batch."""
     _check_batch(self.name, problems, responses)
-    results = code_reward.run_many(
+    return code_reward.run_many(
         [self.program(p, r) for p, r in zip(problems, responses)],
         [p.reference["tests"] for p in problems], timeout_s=self.timeout_s,
         workers=self.workers, memory_mb=self.memory_mb)
-    return [1.0 if r.passed else 0.0 for r in results]
+
+  def rewards(self, problems, responses) -> list:
+    return [1.0 if r.passed else 0.0
+            for r in self.results(problems, responses)]
 
 
 class MbppTask(_CodeTask):
