@@ -4,8 +4,11 @@ The answer is taken from the paper's final line (`Final Answer: The final
 answer is $<answer>$. I hope it is correct.`), else from the last `\\boxed{}`
 (or `\\fbox{}`). It is graded correct when its normalised string equals the
 reference's (the Hendrycks MATH normalisation: `\\dfrac`→`\\frac`, no
-`\\left`/`\\right`, units, degrees, spaces, ...) or when `math-verify` finds the
-two mathematically equivalent. Results are cached: RL samples repeat answers.
+`\\left`/`\\right`, units, degrees, spaces, ...), when both are plain numbers
+with the same exact value, or when `math-verify` finds the two mathematically
+equivalent. Answers sympy could not finish (power towers, huge factorials) are
+not sent to it; off the main thread, where math-verify has no timeout, it
+runs in a worker process. Results are cached: RL samples repeat answers.
 
 Public API:
   grade(response, reference_answer) -> float   # 1.0 or 0.0
