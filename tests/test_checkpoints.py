@@ -302,6 +302,25 @@ def test_failed_write_leaves_no_checkpoint(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
+def test_load_sharded_over_a_mesh(tmp_path):
+  from score_jax import sharding  # pylint: disable=g-import-not-at-top
+  ctx = sharding.ShardingCtx(sharding.make_mesh((1, 4, 2)))
+  config = models.get_preset("tiny-gemma3")
+  params = _params(config)
+  d = tmp_path / "ck"
+  checkpoints.save_model(f"orbax:{d}", config, params)
+  for spec in (f"orbax:{d}", "preset:tiny-gemma3@1"):
+    m = checkpoints.load_model(spec, sharding=ctx)
+    emb = m.params["embedding"]
+    assert emb.sharding.spec == ctx.sharding(("vocab", "embed"),
+                                             emb.shape).spec
+    assert len(emb.sharding.device_set) == 8
+  got = checkpoints.load_model(f"orbax:{d}", sharding=ctx)
+  np.testing.assert_allclose(
+      got.logits(IDS), checkpoints.LoadedModel(config, params).logits(IDS),
+      atol=1e-5)
+
+
 # ---------------------------------------------------------------- cache
 
 

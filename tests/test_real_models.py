@@ -93,6 +93,7 @@ def _greedy_theirs(model, prompt, n):
 def test_last_position_logits_match_transformers(pair):
   import torch  # pylint: disable=g-import-not-at-top
   name, ours, theirs = pair
+  diffs = []
   for text in PROMPTS[name]:
     ids = _prompt_ids(name, ours.tokenizer, text)
     got = ours.logits([ids])[0, -1]
@@ -102,6 +103,9 @@ def test_last_position_logits_match_transformers(pair):
     diff = float(np.abs(got - want).max())
     assert diff <= 2e-3, (name, text, diff)
     assert int(got.argmax()) == int(want.argmax()), (name, text)
+    diffs.append(diff)
+  print(f"\n{name}: max |last-position logits - transformers'| per prompt: "
+        + ", ".join(f"{d:.2g}" for d in diffs))
 
 
 def test_greedy_continuations_match_transformers(pair):

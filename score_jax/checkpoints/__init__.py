@@ -22,6 +22,7 @@ import time
 from typing import Any, Optional, Union
 
 from absl import logging
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,7 @@ from score_jax import models
 from score_jax import packaged
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
+from score_jax.sharding import ShardingCtx
 
 @dataclasses.dataclass
 class LoadedModel:
@@ -77,8 +79,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
   return kind, rest
 
 
-def _read(kind: str, where: str, use_cache: bool
-          ) -> tuple[ModelConfig, Any, bool]:
+def _read(kind: str, where: str, use_cache: bool,
+          ctx: Optional[ShardingCtx]) -> tuple[ModelConfig, Any, bool]:
   if kind == "gguf":
     from score_jax.checkpoints import cache, gguf  # pylint: disable=g-import-not-at-top
     if not use_cache:
@@ -94,7 +96,14 @@ def _read(kind: str, where: str, use_cache: bool
     return (*gemma_flax.read_gemma_flax(where), False)
   if kind == "orbax":
     from score_jax.checkpoints import orbax_io  # pylint: disable=g-import-not-at-top
-    return (*orbax_io.load_params(where), False)
+    target = None
+    if ctx is not None:  # restore each shard where it belongs (multi-host)
+      config = orbax_io.read_config(where)
+      target = jax.tree.map(
+          lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+          nn.unbox(models.abstract_params(config)),
+          models.param_shardings(config, ctx))
+    return (*orbax_io.load_params(where, target), False)
   name, _, seed = where.partition("@")
   config = models.get_preset(name)
   return config, models.init_params(config, jax.random.key(int(seed or 0))
@@ -116,21 +125,25 @@ def _default_tokenizer(kind: str, where: str, spec: str) -> Optional[str]:
 
 
 def load_model(spec: str, tokenizer: Union[str, bool, None] = None,
-               use_cache: bool = True, dtype: Optional[str] = None
-               ) -> LoadedModel:
+               use_cache: bool = True, dtype: Optional[str] = None,
+               sharding: Optional[ShardingCtx] = None) -> LoadedModel:
   """Loads a model from `spec` (see module docstring).
 
   tokenizer: None for the one the checkpoint carries (None if it carries
   none), a tokenizer spec (`score_jax.tokenizers.load_tokenizer`) to use
   that one, False for none. use_cache: GGUF conversions are cached on disk.
   dtype: compute dtype to set in the config (e.g. 'bfloat16').
+  sharding: place every param in its sharding over `sharding.mesh`.
   """
   start = time.perf_counter()
   kind, where = parse_spec(spec)
-  config, params, hit = _read(kind, where, use_cache)
+  config, params, hit = _read(kind, where, use_cache, sharding)
   if dtype is not None:
     config = config.replace(dtype=dtype)
-  params = jax.tree.map(jnp.asarray, params)
+  if sharding is None:
+    params = jax.tree.map(jnp.asarray, params)
+  else:
+    params = jax.device_put(params, models.param_shardings(config, sharding))
   tok_spec = tokenizer if isinstance(tokenizer, str) else (
       _default_tokenizer(kind, where, spec) if tokenizer is None else None)
   tok = None
