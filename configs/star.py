@@ -1,0 +1,23 @@
+"""Baseline: STaR for self-correction (paper Table 2): iterated supervised
+fine-tuning on the policy's own two-turn samples whose second attempt fixed a
+wrong first one (turn-2 tokens only), sampled afresh every step.
+`configs/star.py:<task>`.
+
+It starts from `model.spec` (the trainer has one sft source per run, so no
+warm start precedes it here): pass the warm-started base as the model for the
+comparison with the other rows to be fair.
+"""
+
+import pathlib
+import runpy
+
+import ml_collections
+
+_common = runpy.run_path(str(pathlib.Path(__file__).with_name("common.py")))
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = _common["small_setting"](arg)
+  c.schedule = f"sft:{_common['RL_STEPS']}"
+  c.sft.source = "star"
+  return c

@@ -1,0 +1,153 @@
+"""Every config in configs/ loads the way `score-jax train` loads it (absl
+config_flags, by path, locked), validates, and says what it claims: the
+paper's numbers, and baselines that differ from SCoRe only in their method."""
+
+import pathlib
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from score_jax import configs as configs_lib
+from score_jax.commands import eval as eval_cmd
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+# Configs that take the task as their config string argument.
+SMALL = ("base", "score", "single_turn_rl", "naive_multiturn_rl",
+         "score_no_stage1", "score_no_shaping", "star", "pair_sft",
+         "self_refine")
+REQUIRED = {  # overrides a paper config cannot run without
+    "score_math": ["--config.model.spec=gemma-flax:/ckpt/gemma-2b",
+                   "--config.task.options.train_path=/d/train.jsonl",
+                   "--config.task.options.test_path=/d/test.jsonl"],
+    "score_mbpp": ["--config.model.spec=hf:/ckpt/gemma-2b",
+                   "--config.task.options.path=/d/mbpp.jsonl"],
+}
+
+
+def load(spec: str, *overrides: str):
+  """The config as `score-jax <cmd> --config=configs/<spec> <overrides>`."""
+  argv = ["prog", f"--config={CONFIGS / spec}", *overrides]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+def all_config_specs():
+  names = sorted(p.stem for p in CONFIGS.glob("*.py") if p.stem != "common")
+  return [f"{n}.py" for n in names]
+
+
+@pytest.mark.parametrize("spec", all_config_specs())
+def test_every_config_loads_and_validates(spec):
+  name = spec[:-3]
+  config = load(spec, *REQUIRED.get(name, []))
+  stages = configs_lib.validate(config)
+  assert stages and config.is_locked
+  assert eval_cmd.missing_required(config) == []
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("task", ["arithmetic", "procedural:chain_sum"])
+def test_small_configs_take_the_task_argument(name, task):
+  config = load(f"{name}.py:{task}")
+  configs_lib.validate(config)
+  assert config.task.name == task
+
+
+def test_unknown_task_argument_is_named():
+  with pytest.raises(Exception, match="unknown task 'arithmatic'"):
+    load("score.py:arithmatic")
+
+
+def test_file_tasks_need_their_paths():
+  config = load("score.py:mbpp")
+  assert eval_cmd.missing_required(config) == ["task.options.path"]
+  config = load("score.py:math", "--config.task.options.train_path=/a",
+                "--config.task.options.test_path=/b")
+  assert eval_cmd.missing_required(config) == []
+
+
+def test_unknown_override_key_is_an_error():
+  with pytest.raises(Exception, match="trian"):
+    load("score.py:arithmetic", "--config.optimizer.trian=1")
+  with pytest.raises(Exception, match="alpah"):
+    load("score_math.py", "--config.loss.alpah=1.0")
+
+
+def test_overrides_reach_the_config():
+  config = load("score.py:arithmetic", "--config.loss.alpha=3.5",
+                "--config.schedule=stage2:7")
+  assert config.loss.alpha == 3.5 and config.schedule == "stage2:7"
+
+
+@pytest.mark.parametrize("name,lr,steps,batch,beta2", [
+    ("score_math", 5e-6, 3000, 512, 0.1),
+    ("score_mbpp", 1e-5, 1500, 128, 0.25)])
+def test_paper_settings(name, lr, steps, batch, beta2):
+  config = load(f"{name}.py", *REQUIRED[name])
+  stages = configs_lib.validate(config)
+  assert [s.name for s in stages] == ["stage1", "stage2"]
+  assert sum(s.steps for s in stages) == steps
+  r = config.rollout
+  assert r.prompts_per_step * r.samples_per_prompt == batch
+  assert r.temperature == 1.0
+  assert config.optimizer.lr == lr and config.optimizer.weight_decay == 0.0
+  assert (config.loss.alpha, config.loss.beta1, config.loss.beta2) == (
+      10.0, 0.01, beta2)
+  assert config.model.dtype == "bfloat16"
+  assert config.model.param_dtype == "float32"
+  assert batch % config.step.micro_batches == 0
+
+
+@pytest.mark.parametrize("name", ["score_math", "score_mbpp"])
+def test_paper_configs_name_their_required_overrides(name):
+  config = load(f"{name}.py")
+  missing = eval_cmd.missing_required(config)
+  assert "model.spec" in missing
+  with pytest.raises(ValueError, match="--config.model.spec="):
+    eval_cmd.eval_config(config, eval_cmd.Source("run", "/x", "/w", "t"),
+                         None)
+
+
+def _flat(config):
+  out = {}
+
+  def walk(node, prefix):
+    for key in node.keys():
+      value = node[key]
+      if hasattr(value, "keys"):
+        walk(value, f"{prefix}{key}.")
+      else:
+        out[prefix + key] = value
+  walk(config, "")
+  return out
+
+
+# What each method changes relative to SCoRe, and nothing else.
+METHOD_CHANGES = {
+    "score": {},
+    "score_no_shaping": {"loss.alpha": 0.0},
+    "score_no_stage1": {"schedule": "sft:100,stage2:100"},
+    "naive_multiturn_rl": {"schedule": "sft:100,stage2:100",
+                           "loss.alpha": 0.0},
+    "single_turn_rl": {"schedule": "sft:100,single_turn:100"},
+    "star": {"schedule": "sft:100", "sft.source": "star"},
+    "pair_sft": {"schedule": "sft:100", "sft.source": "pair"},
+    "base": {"schedule": "sft:100"},
+    "self_refine": {"schedule": "sft:100", "eval.protocol": "self_refine",
+                    "eval.num_turns": 3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_CHANGES))
+def test_methods_differ_from_score_only_in_their_method(name):
+  score = _flat(load("score.py:arithmetic"))
+  other = _flat(load(f"{name}.py:arithmetic"))
+  changed = {k: v for k, v in other.items() if score.get(k, object()) != v}
+  assert changed == METHOD_CHANGES[name]
+  assert score["schedule"] == "sft:100,stage1:40,stage2:60"
+  assert (score["loss.alpha"], score["loss.beta1"], score["loss.beta2"]) == (
+      10.0, 0.01, 0.1)
