@@ -6,8 +6,8 @@ tests, limits, the run's nonce, the status fd), then:
 
   1. process B enters new mount/net/pid/ipc/uts namespaces when the kernel
      allows it and forks C, the init of the new pid namespace, which forks D;
-  2. D hides the host's writable scratch dirs behind root-owned tmpfs mounts,
-     makes a fresh work dir, sets rlimits, drops to the slot's uid when
+  2. D makes the host's file tree read-only, hides its writable scratch dirs
+     behind root-owned tmpfs mounts, makes a fresh work dir, sets rlimits, drops to the slot's uid when
      started as root, sets PDEATHSIG=SIGKILL and no-new-privs, installs an
      audit hook (no sockets, no writes outside the work dir), then executes
      the program and the tests;
@@ -37,6 +37,9 @@ _CLONE_NEWNET = 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+# mount_setattr(2): the same number on every architecture (unified table).
+_SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
 
 # World-writable places on a typical host; inside the mount namespace each is
 # covered by a root-owned tmpfs so a dropped-uid program cannot write there.
@@ -92,9 +95,24 @@ def _mount(libc, source, target, fstype, flags, data=None) -> bool:
                     enc(data)) == 0
 
 
+def _read_only_tree(libc) -> bool:
+  """Makes every mount of this namespace read-only (mount_setattr, 5.12+).
+
+  What protects the host's files where the program keeps the uid of the
+  user who started it (an unprivileged user namespace maps only that uid).
+  """
+  import ctypes  # pylint: disable=g-import-not-at-top
+  attr = (ctypes.c_uint64 * 4)(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+  return libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, b"/", _AT_RECURSIVE,
+                      ctypes.byref(attr), ctypes.sizeof(attr)) == 0
+
+
 def _private_filesystem(libc, cfg) -> str:
-  """Covers scratch dirs with tmpfs, mounts a fresh /proc; returns work dir."""
+  """Read-only host tree, tmpfs over the scratch dirs, a fresh /proc;
+  returns the work dir."""
   _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)
+  if _read_only_tree(libc):
+    cfg["namespaces"].append("read_only")
   size = f"size={int(cfg['max_file_mb']) * 2}m,mode=755"
   ok = _mount(libc, "tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, size)
   for path in _SCRATCH_DIRS[1:]:
@@ -227,6 +245,7 @@ def _install_guard(work_dir: str, forbid_processes: bool):
   realpath, fspath, isinstance_, str_, bytes_ = (
       os.path.realpath, os.fspath, isinstance, str, bytes)
   write_modes = frozenset("wax+")
+  devnull, devnull_bytes = os.devnull, os.devnull.encode()
   write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
   spawns = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.exec",
                       "os.spawn", "os.system", "os.startfile",
@@ -236,7 +255,7 @@ def _install_guard(work_dir: str, forbid_processes: bool):
                        "os.truncate", "os.utime", "shutil.rmtree"})
 
   def outside(path) -> bool:
-    if isinstance_(path, int):
+    if isinstance_(path, int) or path in (devnull, devnull_bytes):
       return False
     try:
       path = fspath(path)

@@ -177,7 +177,7 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
                     f"{type(program).__name__} and {type(tests).__name__}")
   start = time.monotonic()
   nonce = secrets.token_hex(16)
-  host_dir = tempfile.mkdtemp(prefix="score_sandbox_")
+  host_dir = tempfile.mkdtemp(prefix=f"score_sandbox_{os.getpid()}_")
   uid = _slot_uid(slot)
   status_r, status_w = os.pipe()
   payload = json.dumps({
