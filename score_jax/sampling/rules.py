@@ -82,14 +82,14 @@ def sample_logits(logits: Array, rng: Array,
   """
   logits = logits.astype(jnp.float32)
   if config.is_greedy:
+    scaled = logits
     tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logp = jax.nn.log_softmax(logits, axis=-1)
   else:
     scaled = logits / config.temperature
-    logp = jax.nn.log_softmax(scaled, axis=-1)
     allowed = truncate(scaled, config.top_k, config.top_p)
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(
         jnp.arange(logits.shape[0]))
     tokens = jax.vmap(jax.random.categorical)(keys, allowed).astype(jnp.int32)
-  token_logp = jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
-  return tokens, token_logp
+  # log_softmax at the drawn token only: no [B, V] log-prob array.
+  picked = jnp.take_along_axis(scaled, tokens[:, None], axis=-1)[:, 0]
+  return tokens, picked - jax.nn.logsumexp(scaled, axis=-1)
