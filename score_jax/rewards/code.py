@@ -293,13 +293,17 @@ def _classify(record: Optional[dict], returncode: int, killed, cfg):
   if killed == "output":
     return "failed", (f"output limit exceeded (over "
                       f"{4 * cfg.max_output_bytes} bytes)")
-  if returncode is not None and returncode > 128:
-    sig = returncode - 128
+  if returncode is not None and (returncode > 128 or returncode < 0):
+    # > 128: the child's signal, relayed by B; < 0: B itself was signalled.
+    sig = returncode - 128 if returncode > 0 else -returncode
     if sig == signal.SIGXCPU:
       return "timeout", f"CPU limit of {cfg.cpu_s or cfg.timeout_s:g} s"
     if sig == signal.SIGXFSZ:
       return "failed", "file size limit exceeded"
-    return "crash", f"killed by signal {signal.Signals(sig).name}"
+    try:
+      return "crash", f"killed by signal {signal.Signals(sig).name}"
+    except ValueError:  # os._exit(200): a status, not a signal.
+      pass
   if returncode == 0:
     return "failed", "exited before its tests completed"
   return "crash", f"exited with status {returncode} before its tests completed"
