@@ -131,6 +131,7 @@ _HOSTILE = {
         "import os, signal\nfor pid in (os.getppid(), 1, -1, -os.getpgid(0)):\n"
         "  try:\n    os.kill(pid, signal.SIGKILL)\n  except OSError:\n"
         "    pass\n", "", "crash"),
+    "segfault": ("import ctypes\nctypes.string_at(0)\n", "", "crash"),
     "print_1gb": ("import sys\nfor _ in range(2**20):\n"
                   "  sys.stdout.write('x' * 1023 + '\\n')\n", "", "failed"),
     "sys_exit_before_asserts": ("import sys\nsys.exit(0)\n", "assert False",
@@ -210,7 +211,7 @@ def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
   got = {n: (r.reason, r.detail) for n, r in zip(names, results)}
   want = {n: (_HOSTILE[n][2], got[n][1]) for n in names}
   assert got == want
-  # Bounded: 23 programs, 4 at a time, at most ~4.5 s each (3 s + start-up
+  # Bounded: 24 programs, 4 at a time, at most ~4.5 s each (3 s + start-up
   # grace + kill), on a loaded 2-core machine.
   assert elapsed < 60, elapsed
   with pytest.raises(BlockingIOError):
