@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": "Greedy N-turn self-correction evaluation of a checkpoint.",
     "convert": "Convert a checkpoint (GGUF/HF/Gemma/Orbax) to HF or Orbax.",
     "forward": "Run a forward pass of a model preset and report timings.",
+    "plan": "Per-device memory of a training config on a mesh.",
 }
 
 _USAGE = """usage: score-jax <command> [--flag=value ...]
