@@ -49,13 +49,22 @@ class RunCheckpoints:
   def check_meta(self, step: int) -> None:
     stored = self.latest.restore(
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    for key in ("model_config", "model_spec"):
-      if stored.get(key) != self.meta.get(key):
-        raise ValueError(
-            f"the workdir's checkpoint at step {step} was written for "
-            f"another model ({key}: {json.dumps(stored.get(key))[:300]}); "
-            f"this run has {json.dumps(self.meta.get(key))[:300]}. Use a new "
-            "--workdir or the original config.")
+    want = json.loads(json.dumps(self.meta))  # tuples as JSON lists
+    for key in ("model_spec", "model_config"):
+      old, new = stored.get(key), want.get(key)
+      if old == new:
+        continue
+      if isinstance(old, dict) and isinstance(new, dict):
+        diff = {k: (old.get(k), new.get(k)) for k in sorted({*old, *new})
+                if old.get(k) != new.get(k)}
+        what = ", ".join(f"{k}: {a!r} there, {b!r} here"
+                         for k, (a, b) in diff.items())
+      else:
+        what = f"{old!r} there, {new!r} here"
+      raise ValueError(
+          f"the workdir's checkpoint at step {step} was written for another "
+          f"model ({key} differs: {what}). Use a new --workdir or the "
+          "original config.")
 
   def save(self, step: int, state: Any, ref_params: Any,
            train_reward: Optional[float]) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from typing import Any, Optional, Sequence, Union
 
+from absl import logging
 import flax.linen as nn
 import jax
 import numpy as np
@@ -64,9 +65,13 @@ def make_mesh(shape: Sequence[int] = (1, -1, 1),
       raise ValueError(f"mesh shape {tuple(shape)} does not divide "
                        f"{len(devices)} devices")
     shape[shape.index(-1)] = len(devices) // known
-  if math.prod(shape) != len(devices):
+  if math.prod(shape) > len(devices):
     raise ValueError(f"mesh shape {tuple(shape)} needs {math.prod(shape)} "
                      f"devices, {len(devices)} are available")
+  if math.prod(shape) < len(devices):
+    logging.warning("mesh shape %s uses %d of %d devices", tuple(shape),
+                    math.prod(shape), len(devices))
+    devices = devices[:math.prod(shape)]
   try:  # Topology-aware order on TPU/GPU; plain order elsewhere.
     from jax.experimental import mesh_utils
     grid = mesh_utils.create_device_mesh(shape, devices,

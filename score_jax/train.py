@@ -309,13 +309,13 @@ class Trainer:
       else:
         eps, metrics = self.rl_step(stage, step)
       metrics["time/step"] = time.perf_counter() - t0
+      self.log(step, stage.name, metrics)
       if int(self.state.skipped) >= config.max_nonfinite_steps:
         raise NonFiniteError(
             f"{int(self.state.skipped)} consecutive steps (to step {step}) had "
             "a non-finite loss or gradient; stopping. The last checkpoint "
             "holds the last finite state. Lower the learning rate or check "
             "the data.")
-      self.log(step, stage.name, metrics)
       if eps is not None and "reward_t2" in metrics:
         last_reward.append(metrics["reward_t2"])
       if config.log.samples_every and step % config.log.samples_every == 0:

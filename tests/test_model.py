@@ -117,6 +117,7 @@ def test_make_mesh_fills_and_validates():
   assert sharding.make_mesh((2, -1, 1)).devices.shape == (2, 4, 1)
   with pytest.raises(ValueError, match="at most one -1"):
     sharding.make_mesh((-1, -1, 1))
+  assert sharding.make_mesh((1, 2, 1)).devices.size == 2  # a subset
   with pytest.raises(ValueError, match="needs 16 devices"):
     sharding.make_mesh((2, 4, 2))
   with pytest.raises(ValueError, match="does not divide"):

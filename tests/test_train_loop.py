@@ -1,0 +1,173 @@
+"""The training loop end to end on configs/smoke.py: outputs, exact resume
+after SIGKILL, and clear errors on bad input."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from score_jax import configs as configs_lib
+from score_jax import train as train_lib
+from score_jax.evaluation import files
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke.py"
+
+
+def smoke_config():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location("smoke", SMOKE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.mesh.shape = (1, 1, 1)  # one device: same numbers as the CLI runs
+  config.log.progress = False
+  return config
+
+
+def comparable(rows):
+  """Metrics rows without the wall-time fields."""
+  return [{k: v for k, v in row.items() if k not in train_lib.TIMING_KEYS}
+          for row in rows]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("smoke")
+  results = train_lib.train(smoke_config(), str(workdir))
+  return workdir, results
+
+
+def test_smoke_writes_everything(smoke_run):
+  workdir, results = smoke_run
+  rows = files.read_jsonl(workdir / "metrics.jsonl")
+  stages = [r["stage"] for r in rows]
+  assert stages.count("sft") == 4 and stages.count("stage1") == 3
+  assert stages.count("stage2") == 3 and stages.count("eval") == 3
+  assert [r["step"] for r in rows if r["stage"] != "eval"] == list(range(10))
+  rl = [r for r in rows if r["stage"] in ("stage1", "stage2")]
+  for key in ("reward_t1", "reward_t2", "delta", "delta_i2c", "delta_c2i",
+              "kl/t1", "kl/t2", "entropy/t1", "length_t1", "edit_ratio",
+              "tokens_per_s", "time/rollout", "time/update", "loss"):
+    assert all(key in r for r in rl), key
+  sft = [r for r in rows if r["stage"] == "sft"]
+  assert sft[-1]["loss"] < sft[0]["loss"]  # the warm start learns
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "8"]
+  assert os.listdir(workdir / "checkpoints_best")
+  assert (workdir / "config.json").exists()
+  # Transcripts of sampled steps (the warm start samples nothing).
+  assert sorted(os.listdir(workdir / "samples")) == [
+      "step_000004.jsonl", "step_000006.jsonl", "step_000008.jsonl"]
+  sample = files.read_jsonl(workdir / "samples" / "step_000004.jsonl")[0]
+  assert len(sample["turns"]) == 2 and "reward" in sample["turns"][1]
+  report = json.loads((workdir / "eval" / "after_stage2_step10.json")
+                      .read_text())
+  assert set(report["metrics"]) >= {"acc@t1", "acc@t2", "delta(t1,t2)"}
+  assert (workdir / "eval" / "training_curves.png").exists()
+  assert set(results) == {"after_sft_step4", "after_stage1_step7",
+                          "after_stage2_step10"}
+
+
+def test_restart_of_finished_run_changes_nothing(smoke_run):
+  workdir, _ = smoke_run
+  before = (workdir / "metrics.jsonl").read_text()
+  train_lib.train(smoke_config(), str(workdir))
+  assert (workdir / "metrics.jsonl").read_text() == before
+
+
+def _cli(workdir, *extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+             PYTHONUNBUFFERED="1")
+  return [sys.executable, "-m", "score_jax.cli", "train",
+          f"--config={SMOKE}", f"--workdir={workdir}",
+          "--config.mesh.shape=(1,1,1)", "--config.log.progress=False",
+          *extra], env
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
+  """Kill the CLI run with SIGKILL mid-training (after step 6's metrics,
+  between checkpoints), start it again with the same command: the metrics
+  equal the uninterrupted run's, step for step."""
+  reference, _ = smoke_run
+  cmd, env = _cli(tmp_path)
+  proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if metrics.exists() and sum(
+        1 for r in files.read_jsonl(metrics) if r["stage"] != "eval") >= 7:
+      break
+    if proc.poll() is not None:
+      pytest.fail("the run ended before it could be killed")
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert len(files.read_jsonl(metrics)) < len(files.read_jsonl(
+      reference / "metrics.jsonl")), "killed too late to test anything"
+  subprocess.run(cmd, env=env, cwd=REPO, check=True, timeout=600,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  got = comparable(files.read_jsonl(metrics))
+  want = comparable(files.read_jsonl(reference / "metrics.jsonl"))
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for key in g:
+      if isinstance(g[key], float):
+        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"step {g['step']} {key}")
+      else:
+        assert g[key] == w[key], (g["step"], key)
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+  cmd, env = _cli(tmp_path, "--config.rollout.temprature=0.5")
+  out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode != 0
+  assert "temprature" in out.stderr
+
+
+def test_misspelt_stage_is_named():
+  config = smoke_config()
+  config.schedule = "sft:2,stage_1:3"
+  with pytest.raises(ValueError, match="unknown stage 'stage_1'"):
+    configs_lib.validate(config)
+  config.schedule = "stage1:0"
+  with pytest.raises(ValueError, match="positive step count"):
+    configs_lib.validate(config)
+
+
+def test_workdir_of_another_model_is_refused(smoke_run, tmp_path):
+  workdir, _ = smoke_run
+  config = smoke_config()
+  config.model.preset_overrides.embed_dim = 32
+  with pytest.raises(ValueError, match="another model"):
+    train_lib.train(config, str(workdir))
+
+
+def test_non_finite_steps_stop_the_run_and_are_never_saved(tmp_path):
+  config = smoke_config()
+  config.schedule = "sft:6"
+  config.sft.lr = 1e30  # params blow up; the next losses are not finite
+  config.max_nonfinite_steps = 2
+  config.checkpoint.every = 1
+  with pytest.raises(train_lib.NonFiniteError, match="consecutive steps"):
+    train_lib.train(config, str(tmp_path))
+  rows = files.read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["skipped_step"] for r in rows][-2:] == [1.0, 1.0]
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
+    for step in manager.all_steps():
+      state = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))["state"]
+      leaves = jax.tree.leaves(state["params"])
+      assert all(np.isfinite(np.asarray(x)).all() for x in leaves), step
