@@ -142,6 +142,40 @@ def test_gguf_quantised_types(qtype, tmp_path):
       got["layers"]["attn"]["q"][0], back.T.reshape(wq.shape))
 
 
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q5_K", "Q6_K"])
+def test_gguf_k_quants_match_transformers(qtype, tmp_path, monkeypatch):
+  gguf = pytest.importorskip("gguf")
+  q = gguf.GGMLQuantizationType[qtype]
+  block, size = gguf.GGML_QUANT_SIZES[q]
+  rng = np.random.RandomState(0)
+
+  def random_blocks(x, _):
+    # The gguf package cannot quantise K-quants: random blocks with a small
+    # f16 super-block scale (Q6_K keeps it last, Q4_K/Q5_K first with dmin).
+    rows, cols = x.shape
+    b = rng.randint(0, 256, (rows, cols // block, size)).astype(np.uint8)
+    d = np.full((rows, cols // block, 1), 2e-4, np.float16).view(np.uint8)
+    if q == gguf.GGMLQuantizationType.Q6_K:
+      b[..., -2:] = d
+    else:
+      b[..., 0:2], b[..., 2:4] = d, d
+    return b.reshape(rows, -1)
+
+  monkeypatch.setattr(gguf.quants, "quantize", random_blocks)
+  # Every matrix's inner size a multiple of the 256-value super-block.
+  config = models.get_preset("tiny-llama").replace(
+      embed_dim=256, hidden_dim=256, num_heads=4, num_kv_heads=2,
+      head_dim=64, tie_embeddings=True)
+  params = jax.tree.map(np.asarray, models.init_params(config,
+                                                       jax.random.key(0)))
+  gguf_io.write_gguf(tmp_path / "m.gguf", config, params, q)
+  got = checkpoints.load_model(f"gguf:{tmp_path / 'm.gguf'}",
+                               use_cache=False, tokenizer=False)
+  theirs = _torch_logits(str(tmp_path), gguf_file="m.gguf")
+  np.testing.assert_allclose(got.logits(IDS), theirs, atol=1e-4, rtol=1e-4)
+  assert np.abs(theirs).max() > 1e-3  # not a model of zeros
+
+
 def test_gguf_permutation_is_llama_cpps():
   # llama.cpp permutes rows [h, 2, Dh/2] -> [h, Dh/2, 2]: within each head,
   # the first and second halves are interleaved.

@@ -120,3 +120,20 @@ def test_greedy_continuations_match_transformers(pair):
                          ours.tokenizer.decode(want))
   print(f"\n{name} greedy continuations ({NEW_TOKENS} tokens):\n"
         + json.dumps(record, indent=1, ensure_ascii=False))
+
+
+def test_hf_export_of_a_real_model_loads_in_transformers(pair, tmp_path):
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  name, ours, _ = pair
+  if name != "smollm2-135m-instruct":
+    pytest.skip("one real export is enough; the Gemma path is covered on "
+                "tiny models")
+  out = checkpoints.save_model(f"hf:{tmp_path / 'hf'}", ours.config,
+                               ours.params)
+  exported = transformers.AutoModelForCausalLM.from_pretrained(
+      out, dtype=torch.float32)
+  ids = _prompt_ids(name, ours.tokenizer, PROMPTS[name][0])
+  with torch.no_grad():
+    want = exported(torch.tensor([ids])).logits.numpy()
+  np.testing.assert_allclose(ours.logits([ids]), want, atol=2e-4)

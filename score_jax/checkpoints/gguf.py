@@ -31,8 +31,8 @@ def _quant_types():
           Q.Q4_K, Q.Q5_K, Q.Q6_K)
 
 
-class _OutOfFile(Exception):
-  """A tensor's data reaches past the end of the file."""
+class _BadTensorInfo(Exception):
+  """A tensor entry of the header that the data cannot match."""
 
 
 def _checked_reader(path: str):
@@ -50,13 +50,13 @@ def _checked_reader(path: str):
         try:
           qtype = gguf.GGMLQuantizationType(int(raw_type[0]))
         except ValueError:
-          raise _OutOfFile(f"tensor {name!r} has unknown ggml type id "
+          raise _BadTensorInfo(f"tensor {name!r} has unknown ggml type id "
                            f"{int(raw_type[0])}") from None
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
         end = (int(start_offs) + int(offset[0]) +
                int(np.prod(dims)) * type_size // block)
         if end > size:
-          raise _OutOfFile(f"truncated file: tensor {name!r} needs bytes up "
+          raise _BadTensorInfo(f"truncated file: tensor {name!r} needs bytes up "
                            f"to {end}, file has {size}")
       super()._build_tensors(start_offs, fields)
 
@@ -75,7 +75,7 @@ def open_gguf(path: str):
                           f"expected {MAGIC!r})")
   try:
     return _checked_reader(path)
-  except _OutOfFile as e:
+  except _BadTensorInfo as e:
     raise ConversionError(f"{path}: {e}") from None
   except Exception as e:  # the reader raises many kinds on a cut-off header
     raise ConversionError(f"{path}: truncated or corrupt GGUF header "
