@@ -528,6 +528,9 @@ def test_score_jax_load_model_and_preset():
   assert m.tokenizer is None
   logits = m.logits(IDS[0])
   assert logits.shape == (1, IDS.shape[1], 256) and logits.dtype == np.float32
+  with pytest.raises(ValueError, match=r"must lie in \[0, 256\), got "
+                     r"\[0, 256\]"):
+    m.logits([[0, 256]])
 
 
 def test_convert_command(tmp_path, capsys):

@@ -17,6 +17,7 @@ Specs:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Optional, Union
@@ -33,6 +34,7 @@ from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 from score_jax.sharding import ShardingCtx
 
+
 @dataclasses.dataclass
 class LoadedModel:
   """A model ready to run: config, params (jax arrays), tokenizer or None."""
@@ -48,22 +50,26 @@ class LoadedModel:
   def logits(self, token_ids: Any, mask: Any = None) -> np.ndarray:
     """float32 [B, L, V] logits of int token ids [B, L] (or [L]); `mask`
     bool[B, L] marks real tokens of a left-padded batch (default: all)."""
-    ids = jnp.asarray(token_ids, jnp.int32)
-    if ids.ndim == 1:
-      ids = ids[None]
-    mask = jnp.ones(ids.shape, bool) if mask is None else jnp.asarray(mask)
-    return np.asarray(_forward(self.config)(self.params, ids, mask))
+    ids = np.asarray(token_ids)
+    ids = ids[None] if ids.ndim == 1 else ids
+    if ids.ndim != 2 or ids.size == 0 or not np.issubdtype(ids.dtype,
+                                                             np.integer):
+      raise ValueError(f"token_ids must be a non-empty int [B, L] array, got "
+                       f"{ids.dtype}{list(ids.shape)}")
+    if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+      raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})"
+                       f", got [{ids.min()}, {ids.max()}]")
+    mask = np.ones(ids.shape, bool) if mask is None else np.asarray(mask, bool)
+    return np.asarray(_forward(self.config)(self.params, jnp.asarray(
+        ids, jnp.int32), jnp.asarray(mask)))
 
 
-_FORWARDS: dict[ModelConfig, Any] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _forward(config: ModelConfig):
-  if config not in _FORWARDS:
-    model = models.Transformer(config)
-    _FORWARDS[config] = jax.jit(lambda p, t, m: model.apply(
-        {"params": p}, t, models.positions_from_mask(m), m)[0])
-  return _FORWARDS[config]
+  """One jitted forward per config (LoadedModel.logits is called often)."""
+  model = models.Transformer(config)
+  return jax.jit(lambda p, t, m: model.apply(
+      {"params": p}, t, models.positions_from_mask(m), m)[0])
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
