@@ -36,9 +36,24 @@ import subprocess
 import sys
 import time
 import traceback
+import types
 from typing import Any, Optional
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from score_jax import models, sharding
+from score_jax.rl import losses
+from score_jax.rl import state as state_lib
+from score_jax.rl import step as step_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
 PEAK_FLOPS = 989e12
+_LR = np.float32(1e-6)
 _RESULT = "TRAIN_STEP_RESULT "
 
 
@@ -105,7 +120,6 @@ def make_batch(batch: int, length: int, vocab: int, seed: int = 0
   Returns tokens int32[B, L], valid bool[B, L], positions int32[B, L],
   turn_masks bool[2, B, L], rewards float32[2, B].
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   cols = np.arange(length)[None]
   pad = rng.integers(0, min(32, length // 8) + 1, batch)[:, None]
@@ -134,7 +148,6 @@ def model_flops(num_params: int, tokens: int, with_reference: bool
 
 def _memory(compiled) -> dict[str, Any]:
   """Device allocator stats (GPU/TPU; None on CPU) and XLA's static plan."""
-  import jax  # pylint: disable=g-import-not-at-top
   out = {}
   stats = jax.devices()[0].memory_stats() or {}
   for key in ("peak_bytes_in_use", "bytes_limit"):
@@ -149,19 +162,9 @@ def _memory(compiled) -> dict[str, Any]:
   return out
 
 
-def run_setting(s: Setting, peak: float) -> dict[str, Any]:
-  """Builds, compiles and times one setting in this process."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from score_jax import models  # pylint: disable=g-import-not-at-top
-  from score_jax import sharding  # pylint: disable=g-import-not-at-top
-  from score_jax.rl import losses  # pylint: disable=g-import-not-at-top
-  from score_jax.rl import state as state_lib  # pylint: disable=g-import-not-at-top
-  from score_jax.rl import step as step_lib  # pylint: disable=g-import-not-at-top
-
-  out: dict[str, Any] = {"device": jax.devices()[0].device_kind}
-  t0 = time.perf_counter()
+def build(s: Setting) -> types.SimpleNamespace:
+  """What one setting runs, nothing allocated on the device yet: config,
+  jitted step, shardings, abstract state and the (numpy) batch."""
   config = models.get_preset(s.preset).replace(
       dtype=s.dtype, param_dtype=s.param_dtype, remat_policy=s.remat)
   # One device: the bench measures a chip, not a mesh (the tests' 8 forced
@@ -171,28 +174,54 @@ def run_setting(s: Setting, peak: float) -> dict[str, Any]:
   model = models.Transformer(config, sharding=ctx)
   optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
   loss_config = losses.LossConfig(stage=s.stage, k=s.k)
-
   param_sh = models.param_shardings(config, ctx)
-  params = models.init_params(config, jax.random.key(0), ctx)
-  state = jax.jit(lambda p: state_lib.init_state(p, optimizer))(params)
-  state_sh = state_lib.state_shardings(jax.eval_shape(lambda x: x, state),
-                                       param_sh, optimizer, ctx)
-  state = jax.device_put(state, state_sh)
+  abstract_params = nn.unbox(models.abstract_params(config))
+  abstract_state = jax.eval_shape(
+      lambda p: state_lib.init_state(p, optimizer), abstract_params)
+  state_sh = state_lib.state_shardings(abstract_state, param_sh, optimizer,
+                                       ctx)
   ref_dtype = jnp.dtype(s.ref_dtype or s.param_dtype)
-  # A copy: the state (params included) is donated to every step.
-  ref_params = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(ref_dtype),
-                                              p), out_shardings=param_sh)(
-                                                  state.params)
-  del params
+  abstract_ref = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, ref_dtype), abstract_params)
   batch = make_batch(s.batch, s.length, config.vocab_size)
   batch_sh = step_lib.batch_shardings(batch, ctx)
-  batch = jax.device_put(batch, batch_sh)
-  lr = jnp.float32(1e-6)
   fn = step_lib.jit_train_step(
       step_lib.make_train_step(model, loss_config, optimizer,
                                step_lib.StepConfig(s.micro_batches,
                                                    s.logits_chunk)),
       state_sh, param_sh, batch_sh, ctx)
+  return types.SimpleNamespace(
+      config=config, ctx=ctx, optimizer=optimizer, param_sh=param_sh,
+      state_sh=state_sh, batch_sh=batch_sh, ref_dtype=ref_dtype, fn=fn,
+      abstract_state=abstract_state, abstract_ref=abstract_ref, batch=batch)
+
+
+def check_setting(s: Setting) -> dict[str, Any]:
+  """Traces and lowers the setting's step on abstract arrays: catches a bad
+  setting (shapes, dtypes, config) here, before any device time is spent."""
+  b = build(s)
+  t0 = time.perf_counter()
+  b.fn.lower(b.abstract_state, b.abstract_ref, b.batch, _LR)
+  return dict(dataclasses.asdict(s), lowered=True,
+              params=models.count_params(b.config),
+              lower_s=round(time.perf_counter() - t0, 2))
+
+
+def run_setting(s: Setting, peak: float) -> dict[str, Any]:
+  """Builds, compiles and times one setting in this process."""
+  out: dict[str, Any] = {"device": jax.devices()[0].device_kind}
+  t0 = time.perf_counter()
+  b = build(s)
+  params = models.init_params(b.config, jax.random.key(0), b.ctx)
+  state = jax.jit(lambda p: state_lib.init_state(p, b.optimizer),
+                  out_shardings=b.state_sh)(params)
+  del params
+  # A copy: the state (params included) is donated to every step.
+  ref_params = jax.jit(
+      lambda p: jax.tree.map(lambda x: x.astype(b.ref_dtype), p),
+      out_shardings=b.param_sh)(state.params)
+  batch = jax.device_put(b.batch, b.batch_sh)
+  fn, lr = b.fn, _LR
   jax.block_until_ready((state, ref_params, batch))
   out["init_s"] = round(time.perf_counter() - t0, 2)
 
@@ -212,7 +241,7 @@ def run_setting(s: Setting, peak: float) -> dict[str, Any]:
     raise FloatingPointError(f"setting {s.name}: the step was not finite "
                              f"(loss {metrics['loss']})")
 
-  num_params = models.count_params(config)
+  num_params = models.count_params(b.config)
   tokens = s.batch * s.length
   flops = model_flops(num_params, tokens, with_reference=s.stage != "sft")
   step_s = statistics.median(times)
@@ -288,18 +317,21 @@ def run_child(s: Setting, peak: float, timeout: float, gpu: bool
 
 
 def summarize(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+  """One line for the lead: each setting's headline numbers (or its error),
+  and the best RL step (with the reference forward) by mfu_6n."""
+  def headline(r):
+    if "error" in r:
+      return {"error": r["error"]}
+    return {k: r.get(k) for k in ("step_s", "tokens_per_s", "mfu_6n",
+                                  "mfu_useful", "peak_gb_in_use")}
   ok = [r for r in results if "error" not in r]
-  best = max(ok, key=lambda r: r["mfu_6n"], default=None)
-  summary = {"settings": len(results), "ok": len(ok),
-             "failed": {r["name"]: r["error"] for r in results
-                        if "error" in r},
-             "seconds": round(elapsed, 1)}
-  if best:
-    summary.update({"best": best["name"], "device": best["device"],
-                    **{k: best[k] for k in ("step_s", "tokens_per_s",
-                                            "mfu_6n", "mfu_useful")},
-                    "peak_gb": best.get("peak_gb_in_use")})
-  return summary
+  rl = [r for r in ok if r["stage"] != "sft"]
+  best = max(rl, key=lambda r: r["mfu_6n"], default=None)
+  return {"device": ok[0]["device"] if ok else None,
+          "ok": len(ok), "of": len(results),
+          "best_rl_step": best["name"] if best else None,
+          "settings": {r["name"]: headline(r) for r in results},
+          "seconds": round(elapsed, 1)}
 
 
 def main(argv=None) -> int:
@@ -319,6 +351,9 @@ def main(argv=None) -> int:
                       help="do not start a setting with less time left")
   parser.add_argument("--peak", type=float, default=PEAK_FLOPS,
                       help="peak FLOP/s for MFU")
+  parser.add_argument("--check", action="store_true",
+                      help="only trace and lower each setting on abstract "
+                      "arrays, in this process (no device memory, no timing)")
   parser.add_argument("--json", default="",
                       help="also write the result lines here (JSONL)")
   args = parser.parse_args(argv)
@@ -336,6 +371,18 @@ def main(argv=None) -> int:
       parser.error(f"unknown settings {sorted(unknown)}; known: "
                    f"{[s.name for s in settings]}")
     settings = [s for s in settings if s.name in names]
+  if args.check:
+    failed = []
+    for s in settings:
+      try:
+        print(json.dumps(check_setting(s)), flush=True)
+      except Exception:  # pylint: disable=broad-except
+        traceback.print_exc()
+        failed.append(s.name)
+    print(f"train_step_check: {len(settings) - len(failed)}/{len(settings)} "
+          f"settings lower; failed: {failed}", flush=True)
+    return 1 if failed else 0
+
   start = time.perf_counter()
   results = []
   sink = open(args.json, "w") if args.json else None  # pylint: disable=consider-using-with
