@@ -3,6 +3,7 @@ config_flags, by path, locked), validates, and says what it claims: the
 paper's numbers, and baselines that differ from SCoRe only in their method."""
 
 import pathlib
+import runpy
 
 from absl import flags
 from ml_collections import config_flags
@@ -126,18 +127,20 @@ def _flat(config):
   return out
 
 
+COMMON = runpy.run_path(str(CONFIGS / "common.py"))
+_W, _RL = f"sft:{COMMON['WARM_START_STEPS']}", COMMON["RL_STEPS"]
 # What each method changes relative to SCoRe, and nothing else.
 METHOD_CHANGES = {
     "score": {},
     "score_no_shaping": {"loss.alpha": 0.0},
-    "score_no_stage1": {"schedule": "sft:100,stage2:100"},
-    "naive_multiturn_rl": {"schedule": "sft:100,stage2:100",
+    "score_no_stage1": {"schedule": f"{_W},stage2:{_RL}"},
+    "naive_multiturn_rl": {"schedule": f"{_W},stage2:{_RL}",
                            "loss.alpha": 0.0},
-    "single_turn_rl": {"schedule": "sft:100,single_turn:100"},
-    "star": {"schedule": "sft:100", "sft.source": "star"},
-    "pair_sft": {"schedule": "sft:100", "sft.source": "pair"},
-    "base": {"schedule": "sft:100"},
-    "self_refine": {"schedule": "sft:100", "eval.protocol": "self_refine",
+    "single_turn_rl": {"schedule": f"{_W},single_turn:{_RL}"},
+    "star": {"schedule": f"sft:{_RL}", "sft.source": "star"},
+    "pair_sft": {"schedule": f"sft:{_RL}", "sft.source": "pair"},
+    "base": {"schedule": _W},
+    "self_refine": {"schedule": _W, "eval.protocol": "self_refine",
                     "eval.num_turns": 3},
 }
 
@@ -148,6 +151,7 @@ def test_methods_differ_from_score_only_in_their_method(name):
   other = _flat(load(f"{name}.py:arithmetic"))
   changed = {k: v for k, v in other.items() if score.get(k, object()) != v}
   assert changed == METHOD_CHANGES[name]
-  assert score["schedule"] == "sft:100,stage1:40,stage2:60"
+  stage1 = COMMON["STAGE1_STEPS"]
+  assert score["schedule"] == f"{_W},stage1:{stage1},stage2:{_RL - stage1}"
   assert (score["loss.alpha"], score["loss.beta1"], score["loss.beta2"]) == (
       10.0, 0.01, 0.1)
