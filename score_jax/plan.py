@@ -248,11 +248,12 @@ def local_config(config: models.ModelConfig, mesh: MeshSpec,
                         hidden_dim=local("act_mlp", config.hidden_dim))
 
 
-def saved_residual_bytes(config: models.ModelConfig, rows: int,
-                         seq: int) -> int:
-  """Bytes autodiff keeps from the forward (tokens -> final hidden) of
-  `config` for its backward, params excluded: what the scanned layers stack
-  per layer under config.remat_policy, plus the embedding/final norm."""
+def saved_residuals(config: models.ModelConfig, rows: int,
+                    seq: int) -> list[int]:
+  """Sizes (bytes) of what autodiff keeps from the forward (tokens -> final
+  hidden) of `config` for its backward, params excluded: what the scanned
+  layers stack per layer under config.remat_policy, plus the embedding and
+  the final norm. Traced abstractly; nothing is allocated."""
   model = models.Transformer(config)
   params = nn.unbox(models.abstract_params(config))
   tokens = jax.ShapeDtypeStruct((rows, seq), jnp.int32)
@@ -264,18 +265,18 @@ def saved_residual_bytes(config: models.ModelConfig, rows: int,
 
   residuals = _ad_checkpoint.saved_residuals(forward, params, tokens, tokens,
                                              mask)
-  return sum(aval.size * aval.dtype.itemsize for aval, why in residuals
-             if not why.startswith("from the argument"))
+  return [aval.size * aval.dtype.itemsize for aval, why in residuals
+          if not why.startswith("from the argument")]
 
 
 def per_layer_residual_bytes(config: models.ModelConfig, rows: int,
-                             seq: int) -> tuple[int, int]:
-  """(bytes per layer, bytes outside the layers) of `saved_residual_bytes`,
-  from depth-1 and depth-2 traces: the layers are one scan, every layer the
-  same shapes, so the count is linear in depth."""
-  one = saved_residual_bytes(config.replace(num_layers=1), rows, seq)
-  two = saved_residual_bytes(config.replace(num_layers=2), rows, seq)
-  return two - one, 2 * one - two
+                             seq: int) -> tuple[int, int, int]:
+  """(bytes per layer, bytes outside the layers, largest single residual)
+  of `saved_residuals`, from depth-1 and depth-2 traces: the layers are one
+  scan with the same shapes in every layer, so the sum is linear in depth."""
+  one = saved_residuals(config.replace(num_layers=1), rows, seq)
+  two = sum(saved_residuals(config.replace(num_layers=2), rows, seq))
+  return two - sum(one), 2 * sum(one) - two, max(one, default=0)
 
 
 def activation_bytes(config: models.ModelConfig, workload: Workload,
@@ -285,8 +286,10 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
 
   * saved: residuals of all layers under the remat policy (nothing but each
     layer's input under 'full');
-  * layer: one layer's working set in the backward pass (its residuals
-    without remat, recomputed under 'full', or their cotangents otherwise);
+  * layer: one layer's working set in the backward pass: under a remat
+    policy its residuals recomputed as without remat; under 'none' the
+    cotangents of its two largest residuals (its other cotangents are
+    smaller and die young);
   * hidden: final hidden states of policy and reference and the policy's
     cotangent, [b, L, D] each;
   * logits: one chunk's float32 [b, C, V] logits, log-probs and probs of the
@@ -298,11 +301,15 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   b = shard_shape(("batch",), (rows,), mesh, rules)[0]
   L = workload.seq
   local = local_config(config, mesh, rules)
-  per_layer, outside = per_layer_residual_bytes(local, b, L)
+  per_layer, outside, largest = per_layer_residual_bytes(local, b, L)
   if config.remat_policy == "none":
-    per_layer_none = per_layer
+    # The layer's residuals are already stacked; its backward adds the
+    # cotangents of the largest pair (the attention probabilities and the
+    # scores, each [b, K, G, L, L] float32).
+    layer = 2 * largest
   else:
-    per_layer_none, _ = per_layer_residual_bytes(
+    # The backward recomputes the whole layer before differentiating it.
+    layer, _, _ = per_layer_residual_bytes(
         local.replace(remat_policy="none"), b, L)
   dt = jnp.dtype(config.dtype).itemsize
   chunk = workload.logits_chunk or max(L - 1, 1)
@@ -314,7 +321,7 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   gathered = 2 * one_layer if mesh.shape[1] > 1 else 0
   return {
       "saved": config.num_layers * per_layer + outside,
-      "layer": per_layer_none,
+      "layer": layer,
       "hidden": 3 * b * L * config.embed_dim * dt,
       "logits": 6 * b * chunk * vocab * 4,
       "gathered": gathered,
@@ -492,4 +499,59 @@ def describe(plan: Plan) -> str:
       f"per micro-batch ({act})",
       f"  peak while sampling {human(plan.sampling)}, while updating "
       f"{human(plan.training)} -> {verdict}",
+  ])
+
+
+# -- check against the compiler ---------------------------------------------
+
+
+def compiled_memory(config: models.ModelConfig, shape: Sequence[int],
+                    workload: Workload,
+                    rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES,
+                    k: int = 2) -> tuple[Any, int]:
+  """Compiles the real sharded Stage I train step (rl/step.py) for abstract
+  inputs on the local devices laid out as `shape`; returns XLA's
+  `memory_analysis()` (per device) and the per-device bytes of the batch
+  arguments. k: samples per prompt (RLOO groups). Nothing is allocated or
+  run."""
+  from score_jax.rl import losses  # pylint: disable=g-import-not-at-top
+  from score_jax.rl import step as step_lib  # pylint: disable=g-import-not-at-top
+  ctx = sharding_lib.ShardingCtx(sharding_lib.make_mesh(tuple(shape)), rules)
+  model = models.Transformer(config, sharding=ctx)
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  params = nn.unbox(models.abstract_params(config))
+  state = jax.eval_shape(lambda p: state_lib.init_state(p, optimizer), params)
+  param_sh = models.param_shardings(config, ctx)
+  state_sh = state_lib.state_shardings(state, param_sh, optimizer, ctx)
+  rows, length = workload.rows, workload.seq
+  s = jax.ShapeDtypeStruct
+  batch = {"tokens": s((rows, length), jnp.int32),
+           "valid": s((rows, length), bool),
+           "positions": s((rows, length), jnp.int32),
+           "turn_masks": s((2, rows, length), bool),
+           "rewards": s((2, rows), jnp.float32)}
+  batch_sh = step_lib.batch_shardings(batch, ctx)
+  fn = step_lib.make_train_step(
+      model, losses.LossConfig(stage="stage1", k=k), optimizer,
+      step_lib.StepConfig(workload.micro_batches, workload.logits_chunk))
+  jitted = step_lib.jit_train_step(fn, state_sh, param_sh, batch_sh, ctx)
+  compiled = jitted.lower(state, params, batch, s((), jnp.float32)).compile()
+  batch_bytes = sum(math.prod(sh.shard_shape(x.shape)) * x.dtype.itemsize
+                    for sh, x in zip(jax.tree.leaves(batch_sh),
+                                     jax.tree.leaves(batch)))
+  return compiled.memory_analysis(), batch_bytes
+
+
+def check_report(plan: Plan, memory: Any, batch_bytes: int) -> str:
+  """Planner vs compiler, per device: arguments (state + reference + batch +
+  learning rate) and temporaries (gradients + activations)."""
+  args = plan.params + plan.opt_state + plan.reference + batch_bytes + 4
+  temp = plan.grads + sum(plan.activations.values())
+  xla_args, xla_temp = memory.argument_size_in_bytes, memory.temp_size_in_bytes
+  return "\n".join([
+      "planner vs XLA memory_analysis() of the compiled train step:",
+      f"  arguments    {human(args)} vs {human(xla_args)} "
+      f"({args / xla_args - 1:+.1%})",
+      f"  temporaries  {human(temp)} vs {human(xla_temp)} "
+      f"({temp / xla_temp - 1:+.1%})",
   ])

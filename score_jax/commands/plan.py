@@ -36,6 +36,10 @@ _HBM = flags.DEFINE_float(
     "shape; overrides a named mesh's chip).")
 _MFU = flags.DEFINE_float("mfu", 0.4, "Model FLOP utilisation of the update "
                           "(time model).")
+_CHECK = flags.DEFINE_bool(
+    "check", False, "Also compile the real train step on the local devices "
+    "laid out as --mesh and print XLA's memory analysis next to the plan "
+    "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N).")
 _TABLE = flags.DEFINE_bool(
     "table", False, f"Print the grid {', '.join(plan_lib.TABLE_PRESETS)} x "
     f"{', '.join(plan_lib.MESHES)} instead of one plan.")
@@ -103,6 +107,16 @@ def main(argv):
         f"{models.count_params(model) / 1e9:.2f}B params")
   print(plan_lib.describe(plan))
   time = plan_lib.step_time(model, mesh, workload, rules, _MFU.value)
+  if _CHECK.value:
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.device_count() != mesh.num_devices:
+      raise SystemExit(
+          f"--check needs {mesh.num_devices} devices for mesh {mesh.shape}, "
+          f"{jax.device_count()} are here (on CPU set XLA_FLAGS="
+          f"--xla_force_host_platform_device_count={mesh.num_devices})")
+    memory, batch_bytes = plan_lib.compiled_memory(
+        model, mesh.shape, workload, rules, config.rollout.samples_per_prompt)
+    print(plan_lib.check_report(plan, memory, batch_bytes))
   if time is not None:
     print(f"time model: sampling {time.sample:.2f} s (prefill "
           f"{time.prefill:.2f} + decode {time.decode:.2f}), update "
