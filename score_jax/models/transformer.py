@@ -245,7 +245,12 @@ class Transformer(nn.Module):
     attends to every valid earlier slot."""
     c = self.config
     dt = jnp.dtype(c.dtype)
-    x = jnp.take(self.embedding, tokens, axis=0).astype(dt)
+    # Look rows up in a whole (all-gathered, compute-dtype) table: a lookup
+    # into a table sharded over vocab and embed while the tokens are sharded
+    # over the batch makes XLA's partitioner replicate it anyway, slowly.
+    # Costs one transient V x D copy per device.
+    table = constrain(self.embedding.astype(dt), (None, None), self.sharding)
+    x = jnp.take(table, tokens, axis=0)
     x = x * jnp.asarray(c.embed_scale, dt)
     x = constrain(x, ("batch", "length", "act_embed"), self.sharding)
     layer = {k: jnp.asarray(v) for k, v in c.layer_arrays().items()}
