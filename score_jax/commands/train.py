@@ -17,12 +17,17 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "Multi-process: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "Multi-process: this process's index.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+  # Checked here, not with flags.mark_flags_as_required: absl flags are
+  # process-global, and a required flag of one command would break parsing
+  # of every other command imported in the same process.
   if len(argv) > 1:
     raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise SystemExit("score-jax train needs --config=configs/<x>.py and "
+                     "--workdir=<dir>")
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   from score_jax import train  # pylint: disable=g-import-not-at-top
