@@ -144,8 +144,8 @@ def test_checkpoint_forms_resolve(tmp_path):
   step = eval_cmd.resolve_checkpoint(str(tmp_path / "checkpoints" / "3"))
   assert (step.step, step.tag, step.workdir) == (3, "step3", str(tmp_path))
   spec = eval_cmd.resolve_checkpoint("preset:tiny-llama")
-  assert (spec.kind, spec.where, spec.workdir) == ("spec", "preset:tiny-llama",
-                                                   None)
+  assert (spec.kind, spec.where, spec.workdir, spec.tag) == (
+      "spec", "preset:tiny-llama", None, "tiny-llama")
 
 
 def test_unknown_task_and_missing_workdir_are_named(tmp_path):

@@ -168,8 +168,11 @@ def resolve_checkpoint(checkpoint: str) -> Source:
         f"model spec ({e})") from None
   if kind != "preset" and not os.path.exists(where):
     raise EvalInputError(f"checkpoint not found: {where} (from {checkpoint})")
+  # Report names: a packaged model's short name, else the last path part.
+  short = checkpoint.partition(":")[2] if ":" in checkpoint else checkpoint
+  short = os.path.basename(os.path.normpath(short)) or short
   return Source("spec", checkpoint, None,
-                re.sub(r"[^A-Za-z0-9._-]+", "_", where).strip("_.-")[-60:])
+                re.sub(r"[^A-Za-z0-9._-]+", "_", short).strip("_.-")[-60:])
 
 
 def _structure(model_config: dict[str, Any]) -> dict[str, Any]:
