@@ -102,10 +102,12 @@ if [ "$MODE" = gpu ]; then
   part hf_baseline "$T_HF" env XLA_PYTHON_CLIENT_ALLOCATOR=platform \
     HF_BASELINE_STEPS="$STEPS" OUT="$OUT" "$PY" bench/_hf_baseline_gpu.py
 else
-  # The GPU settings are traced and lowered on abstract arrays (no memory),
-  # then the CPU quick modes run end to end.
+  # Every GPU setting traced and lowered on abstract arrays (no memory); then
+  # the --gpu mode end to end on two settings shrunk to tiny-gemma.
   part train_step_check "$T_TRAIN" "$PY" bench/train_step.py --gpu --check
-  part train_step "$T_TRAIN" "$PY" bench/train_step.py --quick \
+  part train_step "$T_TRAIN" "$PY" bench/train_step.py --gpu \
+    --only f32master_dotsnb,bf16params_noremat --set preset=tiny-gemma \
+    --set length=128 --set logits_chunk=32 --budget_s $((T_TRAIN - 20)) \
     --json "$OUT/train_step.jsonl"
   part sampler "$T_SAMPLER" "$PY" bench/sampler.py --quick
   part hf_baseline 30 "$PY" -m py_compile bench/_hf_baseline_gpu.py

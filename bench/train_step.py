@@ -80,21 +80,36 @@ class Setting:
   xla_flags: str = ""
 
 
+# XLA flags for the GPU settings, as bench/sampler.py found for the decode
+# loop on an H200 (docs/PERFORMANCE.md, Sampler): with XLA's Triton GEMMs each
+# layer's weight slice is copied out of the scanned stack before its matmul;
+# cuBLAS with dynamic-slice fusion reads it in place. One setting runs
+# without them, to see whether the same holds for the train step.
+GPU_XLA_FLAGS = ("--xla_gpu_enable_triton_gemm=false "
+                 "--xla_gpu_enable_dynamic_slice_fusion=true")
+
+
+def _gpu(name: str, **kw) -> Setting:
+  kw.setdefault("xla_flags", GPU_XLA_FLAGS)
+  return Setting(name, **kw)
+
+
 # In order of priority: the parent stops starting settings when its time
 # budget runs low. The frozen reference is kept in bfloat16 on the GPU: its
 # matmuls see bf16 weights either way (the model casts to the compute dtype),
 # and it saves 5 GB next to 40 GB of f32 params and Adam moments.
 GPU = [
-    Setting("f32master_dotsnb", ref_dtype="bfloat16"),
-    Setting("bf16params_noremat", param_dtype="bfloat16", remat="none"),
+    _gpu("f32master_dotsnb", ref_dtype="bfloat16"),
+    _gpu("f32master_dotsnb_xladefault", ref_dtype="bfloat16", xla_flags=""),
+    _gpu("bf16params_noremat", param_dtype="bfloat16", remat="none"),
     # Same work as the HF yardstick (no reference forward): apples to apples.
-    Setting("f32master_dotsnb_sft", ref_dtype="bfloat16", stage="sft"),
-    Setting("f32master_full", ref_dtype="bfloat16", remat="full"),
-    Setting("f32master_dots_chunk512", ref_dtype="bfloat16", remat="dots",
-            logits_chunk=512),
+    _gpu("f32master_dotsnb_sft", ref_dtype="bfloat16", stage="sft"),
+    _gpu("f32master_full", ref_dtype="bfloat16", remat="full"),
+    _gpu("f32master_dots_chunk512", ref_dtype="bfloat16", remat="dots",
+         logits_chunk=512),
     # The naive step of the issue (no remat, f32 master and reference): it
     # needed 88 GB on an H200.
-    Setting("f32master_noremat", remat="none"),
+    _gpu("f32master_noremat", remat="none"),
 ]
 # Two settings that between them take every path: reference forward, chunked
 # logits, full remat; no reference, bf16 params, dots remat, dense logits.
@@ -334,6 +349,29 @@ def summarize(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
           "seconds": round(elapsed, 1)}
 
 
+def override(s: Setting, assignments: list[str]) -> Setting:
+  """s with 'field=value' assignments applied (values parsed by the field's
+  type; 'none' clears an optional field)."""
+  fields = {f.name: f for f in dataclasses.fields(Setting)}
+  changes = {}
+  for item in assignments:
+    key, sep, value = item.partition("=")
+    if not sep or key not in fields or key == "name":
+      raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one "
+                       f"of {sorted(set(fields) - {'name'})}")
+    default = fields[key].default
+    if value.lower() == "none" and default is None:
+      changes[key] = None
+    elif isinstance(default, int):
+      try:
+        changes[key] = int(value)
+      except ValueError:
+        raise ValueError(f"--set {item!r}: {key} takes an integer") from None
+    else:
+      changes[key] = value
+  return dataclasses.replace(s, **changes)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   mode = parser.add_mutually_exclusive_group()
@@ -344,6 +382,10 @@ def main(argv=None) -> int:
   mode.add_argument("--child", help=argparse.SUPPRESS)
   parser.add_argument("--only", default="",
                       help="comma-separated setting names to run")
+  parser.add_argument("--set", action="append", default=[],
+                      metavar="FIELD=VALUE",
+                      help="override a Setting field in every setting run, "
+                      "e.g. --set logits_chunk=128 (repeatable)")
   parser.add_argument("--budget_s", type=float, default=0.0,
                       help="start no setting after this many seconds, and "
                       "cut the running one off there (0: no limit)")
@@ -371,6 +413,10 @@ def main(argv=None) -> int:
       parser.error(f"unknown settings {sorted(unknown)}; known: "
                    f"{[s.name for s in settings]}")
     settings = [s for s in settings if s.name in names]
+  try:
+    settings = [override(s, args.set) for s in settings]
+  except ValueError as e:
+    parser.error(str(e))
   if args.check:
     failed = []
     for s in settings:

@@ -62,6 +62,17 @@ def test_gpu_setting_lowers_on_abstract_arrays():
   assert 2.4e9 < result["params"] < 2.6e9
 
 
+def test_override_parses_by_field_type_and_names_bad_input():
+  s = ts.override(ts.GPU[0], ["preset=tiny-gemma", "length=128",
+                              "ref_dtype=none"])
+  assert (s.preset, s.length, s.ref_dtype) == ("tiny-gemma", 128, None)
+  assert s.remat == ts.GPU[0].remat
+  with pytest.raises(ValueError, match="length takes an integer"):
+    ts.override(s, ["length=long"])
+  with pytest.raises(ValueError, match="FIELD one of"):
+    ts.override(s, ["lenght=128"])
+
+
 def test_failed_setting_is_reported_not_fatal():
   bad = ts.Setting("bad", preset="no-such-model")
   result = ts.run_child(bad, ts.PEAK_FLOPS, timeout=120, gpu=False)
