@@ -134,8 +134,8 @@ def test_gguf_quantised_types(qtype, tmp_path):
   # The Q/K un-permutation acts on the dequantised rows.
   wq = params["layers"]["attn"]["q"][0]  # [D, H, Dh]
   hf_q = wq.reshape(wq.shape[0], -1).T
-  stored = gguf_io._permute(hf_q, config.num_heads)  # pylint: disable=protected-access
-  back = gguf_io._unpermute(  # pylint: disable=protected-access
+  stored = gguf_io.permute_qk(hf_q, config.num_heads)
+  back = gguf_io.unpermute_qk(
       gguf.quants.dequantize(gguf.quants.quantize(stored, q), q),
       config.num_heads)
   np.testing.assert_array_equal(
@@ -180,10 +180,10 @@ def test_gguf_permutation_is_llama_cpps():
   # llama.cpp permutes rows [h, 2, Dh/2] -> [h, Dh/2, 2]: within each head,
   # the first and second halves are interleaved.
   w = np.arange(8)[:, None] * np.ones((1, 3))
-  np.testing.assert_array_equal(gguf_io._permute(w, 1)[:, 0],  # pylint: disable=protected-access
+  np.testing.assert_array_equal(gguf_io.permute_qk(w, 1)[:, 0],
                                 [0, 4, 1, 5, 2, 6, 3, 7])
   np.testing.assert_array_equal(
-      gguf_io._unpermute(gguf_io._permute(w, 2), 2), w)  # pylint: disable=protected-access
+      gguf_io.unpermute_qk(gguf_io.permute_qk(w, 2), 2), w)
 
 
 # ---------------------------------------------------------- Gemma Flax

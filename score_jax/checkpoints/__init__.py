@@ -1,8 +1,8 @@
 """Checkpoints in and out: one `load_model(spec)` for every format we read,
 `save_model(...)` for the two we write (our Orbax params, HF safetensors).
 
-  m = load_model("gemma3-270m")            # or gguf:/hf:/gemma-flax:/orbax:/preset:
-  logits = m.logits([[2, 818, 5279]])      # float32 [B, L, V]
+  m = load_model("gemma3-270m")  # or gguf:, hf:, gemma-flax:, orbax:, preset:
+  logits = m.logits([[2, 818, 5279]])     # float32 [B, L, V]
   save_model("hf:/tmp/out", m.config, m.params)
 
 Specs:
@@ -30,6 +30,12 @@ import numpy as np
 
 from score_jax import models
 from score_jax import packaged
+from score_jax import tokenizers
+from score_jax.checkpoints import cache
+from score_jax.checkpoints import gemma_flax
+from score_jax.checkpoints import gguf
+from score_jax.checkpoints import orbax_io
+from score_jax.checkpoints import safetensors_io
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 from score_jax.sharding import ShardingCtx
@@ -88,20 +94,16 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def _read(kind: str, where: str, use_cache: bool,
           ctx: Optional[ShardingCtx]) -> tuple[ModelConfig, Any, bool]:
   if kind == "gguf":
-    from score_jax.checkpoints import cache, gguf  # pylint: disable=g-import-not-at-top
     if not use_cache:
       return (*gguf.read_gguf(where), False)
     if not os.path.isfile(where):
       raise FileNotFoundError(f"GGUF file not found: {where}")
     return cache.cached(where, "gguf", lambda: gguf.read_gguf(where))
   if kind == "hf":
-    from score_jax.checkpoints import safetensors_io  # pylint: disable=g-import-not-at-top
     return (*safetensors_io.read_hf(where), False)
   if kind == "gemma-flax":
-    from score_jax.checkpoints import gemma_flax  # pylint: disable=g-import-not-at-top
     return (*gemma_flax.read_gemma_flax(where), False)
   if kind == "orbax":
-    from score_jax.checkpoints import orbax_io  # pylint: disable=g-import-not-at-top
     target = None
     if ctx is not None:  # restore each shard where it belongs (multi-host)
       config = orbax_io.read_config(where)
@@ -125,7 +127,6 @@ def _default_tokenizer(kind: str, where: str, spec: str) -> Optional[str]:
   if kind == "hf" and os.path.isfile(os.path.join(where, "tokenizer.json")):
     return f"hf:{where}"
   if kind == "orbax":
-    from score_jax.checkpoints import orbax_io  # pylint: disable=g-import-not-at-top
     return orbax_io.read_tokenizer_spec(where)
   return None
 
@@ -154,8 +155,7 @@ def load_model(spec: str, tokenizer: Union[str, bool, None] = None,
       _default_tokenizer(kind, where, spec) if tokenizer is None else None)
   tok = None
   if tok_spec:
-    from score_jax.tokenizers import load_tokenizer  # pylint: disable=g-import-not-at-top
-    tok = load_tokenizer(tok_spec)
+    tok = tokenizers.load_tokenizer(tok_spec)
     if tok.vocab_size > config.vocab_size:
       raise ConversionError(f"{spec}: tokenizer {tok_spec} has "
                             f"{tok.vocab_size} tokens, the model only "
@@ -177,14 +177,11 @@ def save_model(spec: str, config: ModelConfig, params: Any,
     raise ValueError(f"bad export spec {spec!r}; expected hf:<dir>, "
                      "orbax:<dir> or gemma-flax:<dir>")
   if kind == "hf":
-    from score_jax.checkpoints import safetensors_io  # pylint: disable=g-import-not-at-top
     return safetensors_io.write_hf(where, config, params, overwrite=overwrite)
   if kind == "orbax":
-    from score_jax.checkpoints import orbax_io  # pylint: disable=g-import-not-at-top
     return orbax_io.save_params(where, config, params, overwrite=overwrite,
                                 tokenizer_spec=tokenizer_spec)
   if kind == "gemma-flax":
-    from score_jax.checkpoints import gemma_flax  # pylint: disable=g-import-not-at-top
     return gemma_flax.write_gemma_flax(where, config, params,
                                        overwrite=overwrite)
   raise ValueError(f"bad export spec {spec!r}; expected hf:<dir>, "

@@ -51,13 +51,13 @@ def _checked_reader(path: str):
           qtype = gguf.GGMLQuantizationType(int(raw_type[0]))
         except ValueError:
           raise _BadTensorInfo(f"tensor {name!r} has unknown ggml type id "
-                           f"{int(raw_type[0])}") from None
+                               f"{int(raw_type[0])}") from None
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
         end = (int(start_offs) + int(offset[0]) +
                int(np.prod(dims)) * type_size // block)
         if end > size:
-          raise _BadTensorInfo(f"truncated file: tensor {name!r} needs bytes up "
-                           f"to {end}, file has {size}")
+          raise _BadTensorInfo(f"truncated file: tensor {name!r} needs bytes "
+                               f"up to {end}, file has {size}")
       super()._build_tensors(start_offs, fields)
 
   return Reader(path)
@@ -185,14 +185,14 @@ def _hf_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
   return out
 
 
-def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
   """HF half-split RoPE rows -> ggml interleaved rows (llama.cpp's permute)."""
   return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
           .swapaxes(1, 2).reshape(w.shape))
 
 
-def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
-  """Inverse of `_permute`."""
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+  """Inverse of `permute_qk`."""
   return (w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
           .swapaxes(1, 2).reshape(w.shape))
 
@@ -229,9 +229,9 @@ def hf_tensors_from_gguf(reader, config: ModelConfig,
     if gemma and g.endswith("norm.weight"):
       w = w - 1.0
     elif not gemma and ".attn_q." in g:
-      w = _unpermute(w, config.num_heads)
+      w = unpermute_qk(w, config.num_heads)
     elif not gemma and ".attn_k." in g:
-      w = _unpermute(w, config.num_kv_heads)
+      w = unpermute_qk(w, config.num_kv_heads)
     out[h] = w
   return out
 
@@ -288,9 +288,9 @@ def write_gguf(path: str, config: ModelConfig, params: Any,
     if gemma and g.endswith("norm.weight"):
       x = x + 1.0
     elif not gemma and ".attn_q." in g:
-      x = _permute(x, c.num_heads)
+      x = permute_qk(x, c.num_heads)
     elif not gemma and ".attn_k." in g:
-      x = _permute(x, c.num_kv_heads)
+      x = permute_qk(x, c.num_kv_heads)
     if x.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
       w.add_tensor(g, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
     else:
