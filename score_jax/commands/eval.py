@@ -56,7 +56,6 @@ _COMPARE = flags.DEFINE_list(
 _LABELS = flags.DEFINE_list(
     "labels", [], "Row labels: one per --compare report, optionally one more "
     "for this run.")
-flags.mark_flags_as_required(["config", "checkpoint"])
 
 # Self-Refine (Madaan et al. 2023) as the SCoRe paper runs it: the model
 # critiques its own answer, then rewrites it in the task's answer format
@@ -367,8 +366,13 @@ def comparison(report_json: str, name: str, compare: Sequence[str],
 
 
 def main(argv):
+  # Checked here, not with flags.mark_flags_as_required: absl flags are
+  # process-global (see commands/train.py).
   if len(argv) > 1:
     raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or not _CHECKPOINT.value:
+    raise SystemExit("score-jax eval needs --config=configs/<x>.py and "
+                     "--checkpoint=<workdir, checkpoint dir or model spec>")
   from score_jax.evaluation import files, reports  # pylint: disable=g-import-not-at-top
   try:
     if _LABELS.value and not _COMPARE.value:
