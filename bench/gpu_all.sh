@@ -118,10 +118,11 @@ if [ -s "$OUT/sampler.log" ]; then
   grep '^{' "$OUT/sampler.log" | tail -n 1 > "$OUT/sampler.json"
 fi
 
+# Compact, for the reply's output tail (the full lines are in the files).
 echo "=== results ($MODE, $((SECONDS - START)) s in all)"
-for f in train_step.jsonl sampler.json anchor.json; do
-  [ -s "$OUT/$f" ] && { echo "--- $f"; cat "$OUT/$f"; echo; }
-done
 grep -h -E '^(train_step_summary|speedup_vs_transformers)' \
-  "$OUT"/train_step.log "$OUT"/sampler.log 2>/dev/null
+  "$OUT/train_step.log" "$OUT/sampler.log" 2>/dev/null
+for f in sampler.json anchor.json; do
+  if [ -s "$OUT/$f" ]; then echo "--- $f"; cat "$OUT/$f"; echo; fi
+done
 exit 0
