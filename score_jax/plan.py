@@ -5,7 +5,7 @@ What lives on one device during a SCoRe run:
 * resident for the whole run: policy params, the AdamW moments (param dtype,
   like their params), and the frozen reference params (a second copy);
 * while sampling: the rollout KV cache of every row over the whole two-turn
-  sequence, plus the small decode state;
+  sequence, the decode state and the prompt prefill's attention;
 * while updating: the gradients, and the activations of one micro-batch under
   the model's remat policy.
 
@@ -27,6 +27,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+# `saved_residuals` is what the public `jax.ad_checkpoint.print_saved_residuals`
+# prints; it is only exported privately. tests/test_plan.py compares its
+# per-layer count with XLA's, so a change of meaning would fail there.
 from jax._src import ad_checkpoint as _ad_checkpoint
 
 from score_jax import models
@@ -230,6 +233,17 @@ def decode_state_bytes(config: models.ModelConfig, rows: int, seq: int,
                       jnp.float32, mesh, rules))
 
 
+def prefill_bytes(config: models.ModelConfig, workload: Workload,
+                  mesh: MeshSpec, rules: sharding_lib.Rules) -> int:
+  """The prompt prefill's largest live pair: attention scores and
+  probabilities float32[b, H, T, S] of one layer, T = prompt tokens
+  (seq - decode_steps), S = cache slots, b and H per device."""
+  b = shard_shape(("batch",), (workload.rows,), mesh, rules)[0]
+  heads = shard_shape(("act_heads",), (config.num_heads,), mesh, rules)[0]
+  prompt = max(workload.seq - workload.decode_steps, 1)
+  return 2 * b * heads * prompt * workload.seq * 4
+
+
 # -- activations ------------------------------------------------------------
 
 
@@ -338,7 +352,8 @@ class Plan:
   grads: the gradient buffers of the forward/backward (the accumulator, and
   with micro-batches the current micro-batch's gradient too). update: the
   optimizer step's temporaries (gradients and updates, two param copies),
-  alive after the activations are gone.
+  alive after the activations are gone. prefill: the prompt prefill's
+  attention working set, next to the cache while sampling.
   """
   mesh: MeshSpec
   params: int
@@ -346,6 +361,7 @@ class Plan:
   reference: int
   kv_cache: int
   decode_state: int
+  prefill: int
   grads: int
   update: int
   activations: dict[str, int]
@@ -356,7 +372,8 @@ class Plan:
 
   @property
   def sampling(self) -> int:
-    return self.resident + self.kv_cache + self.decode_state
+    return (self.resident + self.kv_cache + self.decode_state +
+            self.prefill)
 
   @property
   def training(self) -> int:
@@ -389,6 +406,7 @@ def make_plan(config: models.ModelConfig, mesh: MeshSpec, workload: Workload,
                               rules),
       decode_state=decode_state_bytes(config, workload.rows, workload.seq,
                                       mesh, rules),
+      prefill=prefill_bytes(config, workload, mesh, rules),
       grads=params * (2 if workload.micro_batches > 1 else 1),
       update=2 * params,
       activations=activation_bytes(config, workload, mesh, rules))
@@ -492,7 +510,8 @@ def describe(plan: Plan) -> str:
       f"  Adam moments       {human(plan.opt_state)}",
       f"  reference params   {human(plan.reference)}",
       f"  rollout KV cache   {human(plan.kv_cache)} "
-      f"(+ decode state {human(plan.decode_state)})",
+      f"(+ decode state {human(plan.decode_state)}, prefill attention "
+      f"{human(plan.prefill)})",
       f"  gradients          {human(plan.grads)} "
       f"(optimizer update temporaries {human(plan.update)})",
       f"  activations        {human(sum(plan.activations.values()))} "
