@@ -86,7 +86,10 @@ def _greedy_theirs(model, prompt, n):
     res = model(torch.tensor([prompt]), use_cache=True)
     for _ in range(n):
       out.append(int(res.logits[0, -1].argmax()))
-      res = model(torch.tensor([[out[-1]]]), cache=res.cache, use_cache=True)
+      # transformers 5 renamed past_key_values to cache.
+      kw = ({"cache": res.cache} if hasattr(res, "cache") else
+            {"past_key_values": res.past_key_values})
+      res = model(torch.tensor([[out[-1]]]), use_cache=True, **kw)
   return out
 
 
