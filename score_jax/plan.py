@@ -34,7 +34,9 @@ from jax._src import ad_checkpoint as _ad_checkpoint
 
 from score_jax import models
 from score_jax import sharding as sharding_lib
+from score_jax.rl import losses
 from score_jax.rl import state as state_lib
+from score_jax.rl import step as step_lib
 
 GIB = 2**30
 
@@ -533,8 +535,6 @@ def compiled_memory(config: models.ModelConfig, shape: Sequence[int],
   `memory_analysis()` (per device) and the per-device bytes of the batch
   arguments. k: samples per prompt (RLOO groups). Nothing is allocated or
   run."""
-  from score_jax.rl import losses  # pylint: disable=g-import-not-at-top
-  from score_jax.rl import step as step_lib  # pylint: disable=g-import-not-at-top
   ctx = sharding_lib.ShardingCtx(sharding_lib.make_mesh(tuple(shape)), rules)
   model = models.Transformer(config, sharding=ctx)
   optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
