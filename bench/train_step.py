@@ -112,7 +112,8 @@ GPU = [
     _gpu("f32master_noremat", remat="none"),
 ]
 # Two settings that between them take every path: reference forward, chunked
-# logits, full remat; no reference, bf16 params, dots remat, dense logits.
+# logits, full remat; no reference, bf16 params, dots_no_batch remat, dense
+# logits.
 QUICK = [
     Setting("quick_stage2_full_remat", preset="tiny-gemma", length=128,
             dtype="float32", remat="full", logits_chunk=32, steps=3,
