@@ -4,9 +4,7 @@ correction instruction and a correct answer (a correct sibling sample, else
 the task's worked solution), trained on that answer only.
 `configs/pair_sft.py:<task>`.
 
-It starts from `model.spec` (the trainer has one sft source per run, so no
-warm start precedes it here): pass the warm-started base as the model for the
-comparison with the other rows to be fair.
+Like every method here it starts from the same warm-started base.
 """
 
 import pathlib
@@ -19,6 +17,5 @@ _common = runpy.run_path(str(pathlib.Path(__file__).with_name("common.py")))
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = _common["small_setting"](arg)
-  c.schedule = f"sft:{_common['RL_STEPS']}"
-  c.sft.source = "pair"
+  c.schedule = f"{_common['warm_start']()},pair_sft:{_common['RL_STEPS']}"
   return c

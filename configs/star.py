@@ -3,9 +3,7 @@ fine-tuning on the policy's own two-turn samples whose second attempt fixed a
 wrong first one (turn-2 tokens only), sampled afresh every step.
 `configs/star.py:<task>`.
 
-It starts from `model.spec` (the trainer has one sft source per run, so no
-warm start precedes it here): pass the warm-started base as the model for the
-comparison with the other rows to be fair.
+Like every method here it starts from the same warm-started base.
 """
 
 import pathlib
@@ -18,6 +16,5 @@ _common = runpy.run_path(str(pathlib.Path(__file__).with_name("common.py")))
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = _common["small_setting"](arg)
-  c.schedule = f"sft:{_common['RL_STEPS']}"
-  c.sft.source = "star"
+  c.schedule = f"{_common['warm_start']()},star:{_common['RL_STEPS']}"
   return c

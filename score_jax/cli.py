@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from absl import app
+from absl import flags
 
 COMMANDS = {
     "train": "Train with SCoRe (or a baseline) from a config file.",
@@ -48,6 +49,10 @@ def run(argv=None):
     # Orbax and JAX log every checkpoint step at INFO: warnings and up by
     # default, `--verbosity=0` for everything.
     rest.append("--verbosity=-1")
+  if any(a in ("-h", "--help", "--helpshort") for a in rest):
+    print(f"score-jax {command}: {COMMANDS[command]}\n\n"
+          f"{flags.FLAGS.module_help(module)}")
+    return 0
   app.run(module.main, argv=[f"score-jax {command}"] + rest)
   return 0
 

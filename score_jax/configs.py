@@ -15,9 +15,12 @@ import ml_collections
 from score_jax import sharding
 from score_jax.rl import losses
 
-# Stages a schedule may hold. 'sft' trains on given or generated transcripts
-# (config.sft.source), the others are RL stages (rl/losses.py).
-STAGES = ("sft", "stage1", "stage2", "single_turn")
+# Stages a schedule may hold. Supervised: 'sft' (the task's worked solutions
+# as first attempts: the warm start), 'star' (own two-turn samples whose turn
+# 2 fixed a wrong turn 1, STaR), 'pair_sft' (wrong own first attempts paired
+# with a correct answer, Pair-SFT). RL (rl/losses.py): the others.
+SFT_STAGES = ("sft", "star", "pair_sft")
+STAGES = SFT_STAGES + ("stage1", "stage2", "single_turn")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -71,13 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.weight_decay = 0.0
   c.optimizer.clip_norm = 1.0
 
-  c.sft = ml_collections.ConfigDict()
-  # solutions: the task's worked solutions as first attempts (warm start);
-  # star: own two-turn samples whose turn 2 fixed a wrong turn 1 (STaR);
-  # pair: wrong own first attempts paired with a correct answer (Pair-SFT).
-  c.sft.source = "solutions"
+  c.sft = ml_collections.ConfigDict()  # the supervised stages
   c.sft.lr = 1e-3
-  c.sft.batch_size = 16
+  c.sft.batch_size = 16  # problems per 'sft' step (star/pair_sft: rollout)
 
   c.step = ml_collections.ConfigDict()
   c.step.micro_batches = 1
@@ -145,15 +144,14 @@ def stage_at(stages: list[Stage], step: int) -> Stage:
 
 def loss_config(config: ml_collections.ConfigDict, stage: str,
                 k: int) -> losses.LossConfig:
-  """The LossConfig of one stage; 'pair'/'star' SFT trains turn 2 only."""
-  turns = (True, True)
-  if stage == "sft" and config.sft.source in ("star", "pair"):
-    turns = (False, True)
+  """The LossConfig of one stage; STaR and Pair-SFT train turn 2 only."""
+  turns = (False, True) if stage in ("star", "pair_sft") else (True, True)
   return losses.LossConfig(
-      stage=stage, alpha=config.loss.alpha, beta1=config.loss.beta1,
+      stage="sft" if stage in SFT_STAGES else stage, alpha=config.loss.alpha,
+      beta1=config.loss.beta1,
       beta2=config.loss.beta2, kl_estimator=config.loss.kl_estimator,
       advantage=config.loss.advantage,
-      aggregation=("token_mean" if stage == "sft" else
+      aggregation=("token_mean" if stage in SFT_STAGES else
                    config.loss.aggregation),
       k=k, sft_turns=turns)
 
@@ -161,23 +159,42 @@ def loss_config(config: ml_collections.ConfigDict, stage: str,
 def learning_rate(config: ml_collections.ConfigDict, stage: Stage,
                   step: int) -> float:
   """Per-stage peak lr with a linear warm-up from the stage's start."""
-  peak = config.sft.lr if stage.name == "sft" else config.optimizer.lr
+  peak = config.sft.lr if stage.name in SFT_STAGES else config.optimizer.lr
   warmup = config.optimizer.warmup_steps
   if warmup > 0:
     return peak * min(1.0, (step - stage.start + 1) / warmup)
   return peak
 
 
+def missing_required(config: ml_collections.ConfigDict) -> list[str]:
+  """Dotted names of fields still None: required overrides left unset
+  (`config_dict.placeholder`, e.g. model.spec or a task file path)."""
+  out = []
+
+  def walk(node, prefix):
+    for key in node.keys():
+      value = node[key]
+      if isinstance(value, ml_collections.ConfigDict):
+        walk(value, f"{prefix}{key}.")
+      elif value is None and (prefix + key).startswith(("model.",
+                                                        "task.options.")):
+        out.append(prefix + key)
+  walk(config, "")
+  return out
+
+
 def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   """Checks the config's values; returns the parsed schedule."""
+  missing = missing_required(config)
+  if missing:
+    raise ValueError(
+        "required config fields are unset: " + ", ".join(missing) + "; give "
+        "them as " + " ".join(f"--config.{m}=..." for m in missing))
   stages = parse_schedule(config.schedule)
   r = config.rollout
   if r.samples_per_prompt < 1 or r.prompts_per_step < 1:
     raise ValueError("config.rollout: samples_per_prompt and "
                      "prompts_per_step must be >= 1")
-  if config.sft.source not in ("solutions", "star", "pair"):
-    raise ValueError(f"config.sft.source={config.sft.source!r}; expected "
-                     "solutions, star or pair")
   rows = r.prompts_per_step * r.samples_per_prompt
   if rows % config.step.micro_batches:
     raise ValueError(f"config.step.micro_batches={config.step.micro_batches}"

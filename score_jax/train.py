@@ -200,11 +200,10 @@ class Trainer:
     return eps, {**episodes_lib.turn_metrics(eps), **metrics, **times}
 
   def sft_step(self, stage: configs_lib.Stage, step: int):
-    source = self.config.sft.source
     start = time.perf_counter()
     eps = None
     extra = {}
-    if source == "solutions":
+    if stage.name == "sft":
       problems = self.problems_for_step(step, self.config.sft.batch_size)
       batch = episodes_lib.solution_batch(self.tokenizer, self.task, problems)
       k = 1
@@ -213,7 +212,7 @@ class Trainer:
       k = r.samples_per_prompt
       eps = self.sample(step, self.problems_for_step(step, r.prompts_per_step),
                         2, k)
-      if source == "star":
+      if stage.name == "star":
         batch, kept = episodes_lib.star_batch(eps)
       else:
         batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task)
@@ -300,11 +299,12 @@ class Trainer:
     last_reward: list[float] = []
     for step in range(start_step, self.total_steps):
       stage = configs_lib.stage_at(self.stages, step)
-      if step == stage.start and stage.name != "sft" and self._first_rl(stage):
+      if (step == stage.start and stage.name not in configs_lib.SFT_STAGES
+          and self._first_rl(stage)):
         # The frozen reference is the policy the RL stages start from.
         self.ref_params = self._copy(self.state.params)
       t0 = time.perf_counter()
-      if stage.name == "sft":
+      if stage.name in configs_lib.SFT_STAGES:
         eps, metrics = self.sft_step(stage, step)
       else:
         eps, metrics = self.rl_step(stage, step)
@@ -344,7 +344,8 @@ class Trainer:
   def _first_rl(self, stage: configs_lib.Stage) -> bool:
     """True if `stage` is the first RL stage and warm start preceded it."""
     earlier = [s for s in self.stages if s.start < stage.start]
-    return bool(earlier) and all(s.name == "sft" for s in earlier)
+    return bool(earlier) and all(s.name in configs_lib.SFT_STAGES
+                                 for s in earlier)
 
   def write_plots(self) -> None:
     path = os.path.join(self.workdir, "metrics.jsonl")

@@ -47,7 +47,7 @@ def test_every_config_loads_and_validates(spec):
   config = load(spec, *REQUIRED.get(name, []))
   stages = configs_lib.validate(config)
   assert stages and config.is_locked
-  assert eval_cmd.missing_required(config) == []
+  assert configs_lib.missing_required(config) == []
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -65,10 +65,10 @@ def test_unknown_task_argument_is_named():
 
 def test_file_tasks_need_their_paths():
   config = load("score.py:mbpp")
-  assert eval_cmd.missing_required(config) == ["task.options.path"]
+  assert configs_lib.missing_required(config) == ["task.options.path"]
   config = load("score.py:math", "--config.task.options.train_path=/a",
                 "--config.task.options.test_path=/b")
-  assert eval_cmd.missing_required(config) == []
+  assert configs_lib.missing_required(config) == []
 
 
 def test_unknown_override_key_is_an_error():
@@ -106,7 +106,7 @@ def test_paper_settings(name, lr, steps, batch, beta2):
 @pytest.mark.parametrize("name", ["score_math", "score_mbpp"])
 def test_paper_configs_name_their_required_overrides(name):
   config = load(f"{name}.py")
-  missing = eval_cmd.missing_required(config)
+  missing = configs_lib.missing_required(config)
   assert "model.spec" in missing
   with pytest.raises(ValueError, match="--config.model.spec="):
     eval_cmd.eval_config(config, eval_cmd.Source("run", "/x", "/w", "t"),
@@ -137,8 +137,8 @@ METHOD_CHANGES = {
     "naive_multiturn_rl": {"schedule": f"{_W},stage2:{_RL}",
                            "loss.alpha": 0.0},
     "single_turn_rl": {"schedule": f"{_W},single_turn:{_RL}"},
-    "star": {"schedule": f"sft:{_RL}", "sft.source": "star"},
-    "pair_sft": {"schedule": f"sft:{_RL}", "sft.source": "pair"},
+    "star": {"schedule": f"{_W},star:{_RL}"},
+    "pair_sft": {"schedule": f"{_W},pair_sft:{_RL}"},
     "base": {"schedule": _W},
     "self_refine": {"schedule": _W, "eval.protocol": "self_refine",
                     "eval.num_turns": 3},

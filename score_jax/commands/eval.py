@@ -32,6 +32,8 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
+from score_jax import configs as configs_lib
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/*.py): model, tokenizer, task and "
     "eval settings.", lock_config=True)
@@ -229,23 +231,6 @@ def restore_run_params(step_dir: str, params_like: Any,
 # -- the command --------------------------------------------------------------
 
 
-def missing_required(config: ml_collections.ConfigDict) -> list[str]:
-  """Dotted names of fields still None: required overrides left unset
-  (`config_dict.placeholder`, e.g. model.spec or a task file path)."""
-  out = []
-
-  def walk(node, prefix):
-    for key in node.keys():
-      value = node[key]
-      if isinstance(value, ml_collections.ConfigDict):
-        walk(value, f"{prefix}{key}.")
-      elif value is None and (prefix + key).startswith(("model.",
-                                                        "task.options.")):
-        out.append(prefix + key)
-  walk(config, "")
-  return out
-
-
 def eval_config(config: ml_collections.ConfigDict, source: Source,
                 task: Optional[str]) -> ml_collections.ConfigDict:
   """The config with --task and a spec checkpoint applied, required fields
@@ -256,7 +241,7 @@ def eval_config(config: ml_collections.ConfigDict, source: Source,
   if task and task != config.task.name:
     config.task.name = task
     config.task.options = ml_collections.ConfigDict()
-  missing = missing_required(config)
+  missing = configs_lib.missing_required(config)
   if missing:
     raise EvalInputError(
         "required config fields are unset: " + ", ".join(missing) + "; give "

@@ -116,18 +116,21 @@ def make_train_step(model: models.Transformer,
   def train_step(state: TrainState, ref_params: Any, batch: Batch,
                  lr: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
     denominator = losses.loss_denominator(batch, loss_config)
-    micro = split_micro_batches(batch, num_micro, loss_config.k)
+    if num_micro == 1:  # no accumulator: one params-sized tree less
+      grads, metrics = grad_fn(state.params, ref_params, batch, denominator)
+    else:
+      micro = split_micro_batches(batch, num_micro, loss_config.k)
 
-    def accumulate(grads, mb):
-      g, metrics = grad_fn(state.params, ref_params, mb, denominator)
-      return jax.tree.map(jnp.add, grads, g), metrics
+      def accumulate(grads, mb):
+        g, metrics = grad_fn(state.params, ref_params, mb, denominator)
+        return jax.tree.map(jnp.add, grads, g), metrics
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    grads, metrics = jax.lax.scan(accumulate, zeros, micro)
-    # Losses add up over micro-batches (shared denominator); other metrics
-    # are averaged.
-    metrics = {k: (jnp.sum(v) if k in ("loss", "pg_loss", "kl_loss") else
-                   jnp.mean(v)) for k, v in metrics.items()}
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      grads, metrics = jax.lax.scan(accumulate, zeros, micro)
+      # Losses add up over micro-batches (shared denominator); other metrics
+      # are averaged.
+      metrics = {k: (jnp.sum(v) if k in ("loss", "pg_loss", "kl_loss") else
+                     jnp.mean(v)) for k, v in metrics.items()}
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     opt_state = set_learning_rate(state.opt_state, lr)
