@@ -287,12 +287,13 @@ def saved_residuals(config: models.ModelConfig, rows: int,
 
 def per_layer_residual_bytes(config: models.ModelConfig, rows: int,
                              seq: int) -> tuple[int, int, int]:
-  """(bytes per layer, bytes outside the layers, largest single residual)
-  of `saved_residuals`, from depth-1 and depth-2 traces: the layers are one
-  scan with the same shapes in every layer, so the sum is linear in depth."""
+  """(bytes per layer, bytes outside the layers, bytes of the two largest
+  residuals) of `saved_residuals`, from depth-1 and depth-2 traces: the
+  layers are one scan with the same shapes in every layer, so the sum is
+  linear in depth."""
   one = saved_residuals(config.replace(num_layers=1), rows, seq)
   two = sum(saved_residuals(config.replace(num_layers=2), rows, seq))
-  return two - sum(one), 2 * sum(one) - two, max(one, default=0)
+  return two - sum(one), 2 * sum(one) - two, sum(sorted(one)[-2:])
 
 
 def activation_bytes(config: models.ModelConfig, workload: Workload,
@@ -301,32 +302,29 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   """Per-device bytes of the train step's activations for one micro-batch.
 
   * saved: residuals of all layers under the remat policy (nothing but each
-    layer's input under 'full');
-  * layer: one layer's working set in the backward pass: under a remat
-    policy its residuals recomputed as without remat; under 'none' the
-    cotangents of its two largest residuals (its other cotangents are
-    smaller and die young);
+    layer's input under 'full'), alive from the forward to the backward;
   * hidden: final hidden states of policy and reference and the policy's
     cotangent, [b, L, D] each;
+  * gathered: one layer's weights gathered over the FSDP axis, and their
+    gradient before it is reduce-scattered;
   * logits: one chunk's float32 [b, C, V] logits, log-probs and probs of the
     policy, the reference's logits and log-probs, and the cotangent (six);
-  * gathered: one layer's weights gathered over the FSDP axis, and their
-    gradient before it is reduce-scattered.
+  * layer: one layer's working set in its backward pass. The two largest
+    residuals (attention scores and probabilities, [b, K, G, L, L] float32
+    each) get cotangents of their size; under a remat policy the layer is
+    recomputed first, so the pair itself is live again too.
+
+  The logits chunk's backward finishes before the layers' backward starts,
+  so only the larger of 'logits' and 'layer' counts (`activation_total`).
   """
   rows = workload.rows // workload.micro_batches
   b = shard_shape(("batch",), (rows,), mesh, rules)[0]
   L = workload.seq
   local = local_config(config, mesh, rules)
-  per_layer, outside, largest = per_layer_residual_bytes(local, b, L)
-  if config.remat_policy == "none":
-    # The layer's residuals are already stacked; its backward adds the
-    # cotangents of the largest pair (the attention probabilities and the
-    # scores, each [b, K, G, L, L] float32).
-    layer = 2 * largest
-  else:
-    # The backward recomputes the whole layer before differentiating it.
-    layer, _, _ = per_layer_residual_bytes(
-        local.replace(remat_policy="none"), b, L)
+  per_layer, outside, _ = per_layer_residual_bytes(local, b, L)
+  _, _, pair = per_layer_residual_bytes(local.replace(remat_policy="none"), b,
+                                        L)
+  layer = pair if config.remat_policy == "none" else 2 * pair
   dt = jnp.dtype(config.dtype).itemsize
   chunk = workload.logits_chunk or max(L - 1, 1)
   vocab = shard_shape(("act_vocab",), (config.vocab_size,), mesh, rules)[0]
@@ -337,11 +335,18 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   gathered = 2 * one_layer if mesh.shape[1] > 1 else 0
   return {
       "saved": config.num_layers * per_layer + outside,
-      "layer": layer,
       "hidden": 3 * b * L * config.embed_dim * dt,
-      "logits": 6 * b * chunk * vocab * 4,
       "gathered": gathered,
+      "logits": 6 * b * chunk * vocab * 4,
+      "layer": layer,
   }
+
+
+def activation_total(activations: dict[str, int]) -> int:
+  """Peak of `activation_bytes`: the logits and layer phases do not overlap."""
+  return (activations["saved"] + activations["hidden"] +
+          activations["gathered"] +
+          max(activations["logits"], activations["layer"]))
 
 
 # -- the plan ---------------------------------------------------------------
@@ -379,7 +384,7 @@ class Plan:
 
   @property
   def training(self) -> int:
-    return self.resident + max(self.grads + sum(self.activations.values()),
+    return self.resident + max(self.grads + activation_total(self.activations),
                                self.update)
 
   @property
@@ -485,7 +490,7 @@ def table_row(name: str, plan: Plan, time: Optional[StepTime]) -> list[str]:
   return [name, f"{plan.mesh.name} {'x'.join(map(str, plan.mesh.shape))}",
           _gib(plan.params), _gib(plan.opt_state), _gib(plan.reference),
           _gib(plan.kv_cache + plan.decode_state), _gib(plan.grads),
-          _gib(sum(plan.activations.values())), _gib(plan.sampling),
+          _gib(activation_total(plan.activations)), _gib(plan.sampling),
           _gib(plan.training), "?" if hbm is None else f"{hbm:g}", fits,
           "?" if time is None else f"{time.sample:.1f}",
           "?" if time is None else f"{time.update:.1f}"]
@@ -516,7 +521,7 @@ def describe(plan: Plan) -> str:
       f"{human(plan.prefill)})",
       f"  gradients          {human(plan.grads)} "
       f"(optimizer update temporaries {human(plan.update)})",
-      f"  activations        {human(sum(plan.activations.values()))} "
+      f"  activations        {human(activation_total(plan.activations))} "
       f"per micro-batch ({act})",
       f"  peak while sampling {human(plan.sampling)}, while updating "
       f"{human(plan.training)} -> {verdict}",
@@ -565,7 +570,7 @@ def check_report(plan: Plan, memory: Any, batch_bytes: int) -> str:
   """Planner vs compiler, per device: arguments (state + reference + batch +
   learning rate) and temporaries (gradients + activations)."""
   args = plan.params + plan.opt_state + plan.reference + batch_bytes + 4
-  temp = plan.grads + sum(plan.activations.values())
+  temp = plan.grads + activation_total(plan.activations)
   xla_args, xla_temp = memory.argument_size_in_bytes, memory.temp_size_in_bytes
   return "\n".join([
       "planner vs XLA memory_analysis() of the compiled train step:",

@@ -149,15 +149,16 @@ def test_per_layer_activations_match_the_compiled_step():
   assert abs(planned / compiled - 1) < 0.05, (planned, compiled)
 
 
-# The whole temporary size (gradients + activations) of a small step: see
-# docs/SCALING.md for the measured ratios and what the planner over-counts.
+# The whole temporary size (gradients + activations) of a small step;
+# docs/SCALING.md gives the measured ratios at other lengths and meshes.
 @pytest.mark.slow
 @pytest.mark.parametrize("remat", ["none", "full"])
 def test_activations_against_compiled_temp(remat):
   p, memory, _ = _compiled(remat, (1, 8, 1), 16, 256)
-  predicted = p.grads + sum(p.activations.values())
+  predicted = p.grads + plan.activation_total(p.activations)
   ratio = predicted / memory.temp_size_in_bytes
-  assert 0.9 <= ratio <= 1.15, (remat, predicted, memory.temp_size_in_bytes)
+  print(f"remat {remat}: planned {predicted}, XLA {memory.temp_size_in_bytes}")
+  assert abs(ratio - 1) < 0.1, (remat, predicted, memory.temp_size_in_bytes)
 
 
 def test_cli_prints_a_plan_and_a_clear_error():
