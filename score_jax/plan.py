@@ -506,7 +506,9 @@ def markdown_table(rows: list[list[str]]) -> str:
 
 def describe(plan: Plan) -> str:
   """A per-device breakdown of one plan, one line per item."""
-  act = ", ".join(f"{k} {human(v)}" for k, v in plan.activations.items())
+  a = {k: human(v) for k, v in plan.activations.items()}
+  act = (f"saved {a['saved']} + hidden {a['hidden']} + gathered "
+         f"{a['gathered']} + max(logits {a['logits']}, layer {a['layer']})")
   hbm = plan.mesh.chip.hbm_gib
   verdict = ("no HBM size given (--hbm_gib)" if plan.fits is None else
              f"{'fits' if plan.fits else 'does NOT fit'} in {hbm:g} GiB")
