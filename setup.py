@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "math-verify>=0.7",
     "matplotlib>=3.7",
     "ml-collections>=0.1.1",
+    "ml_dtypes>=0.4",
     "numpy>=1.26",
     "optax>=0.2.4",
     "orbax-checkpoint>=0.11.0",
