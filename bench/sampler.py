@@ -224,6 +224,29 @@ def cache_length_check(s: Setting) -> dict:
   return out
 
 
+def reuse_check(s: Setting, followup: int = 16) -> dict:
+  """Two turns: appending turn 2 to the turn-1 cache vs prefilling the whole
+  sequence (x, y1, followup) again before turn 2."""
+  config = _config(s)
+  params = models.init_params(config, jax.random.key(0))
+  prompts = np.ones((s.batch, s.prompt), np.int64).tolist()
+  out = {}
+  for reuse in (True, False):
+    kw = dict(followup_ids=list(range(1, followup + 1)), num_turns=2,
+              max_new_tokens=s.new_tokens // 2, stop_ids=[],
+              sampling=sampling.SamplingConfig(1.0), reuse_cache=reuse)
+    times = []
+    for seed in range(2):  # first: compile
+      start = time.perf_counter()
+      r = sampling.rollout(config, params, prompts, rng=jax.random.key(seed),
+                           **kw)
+      r.tokens.block_until_ready()
+      times.append(time.perf_counter() - start)
+    out["two_turn_seconds_" + ("reuse_cache" if reuse else "refill")] = (
+        times[-1])
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--quick", action="store_true",
@@ -253,15 +276,24 @@ def main():
       traceback.print_exc()
       result = dict(dataclasses.asdict(s), error=repr(e))
     summary["results"].append(result)
-    if not args.gpu:
-      print(json.dumps(result))
+    # GPU: the cumulative summary after each part, so a run cut by a timeout
+    # still leaves its last complete JSON line.
+    print(json.dumps(summary if args.gpu else result), flush=True)
   if not args.quick and not args.gpu:
     summary["cache_length_check"] = cache_length_check(CPU[0])
     print(json.dumps(summary["cache_length_check"]))
+    summary["reuse_check"] = reuse_check(CPU[0])
+    print(json.dumps(summary["reuse_check"]))
+  if args.gpu:
+    try:
+      summary["reuse_check"] = reuse_check(GPU[0])
+    except Exception as e:  # pylint: disable=broad-except
+      traceback.print_exc()
+      summary["reuse_check"] = {"error": repr(e)}
   summary["programs_compiled"] = sampling.compile_count()
   summary["seconds"] = time.perf_counter() - start
   if args.gpu:
-    print(json.dumps(summary))
+    print(json.dumps(summary), flush=True)
   speedups = [r["speedup"] for r in summary["results"] if "speedup" in r]
   ratio = min(speedups) if speedups else float("nan")
   print(f"speedup_vs_transformers: {ratio:.2f}")
