@@ -97,6 +97,14 @@ class Trainer:
     self.ctx = sharding_lib.ShardingCtx(
         sharding_lib.make_mesh(tuple(config.mesh.shape)),
         tuple(tuple(r) for r in config.mesh.rules))
+    r = config.rollout
+    rows = r.prompts_per_step * r.samples_per_prompt // config.step.micro_batches
+    data_ways = self.ctx.mesh.shape["data"] * self.ctx.mesh.shape["fsdp"]
+    if rows % data_ways:
+      logging.warning(
+          "a micro-batch of %d rows does not divide the %d data-parallel "
+          "devices: the batch is replicated on every device, not split", rows,
+          data_ways)
     self.model_config, params, self.tokenizer = load_policy(config, self.ctx)
     self.model = models.Transformer(self.model_config, sharding=self.ctx)
     self.task = tasks_lib.get_task(config.task.name,
