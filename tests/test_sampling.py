@@ -89,6 +89,7 @@ def test_greedy_two_turns_match_naive_on_the_exact_ids(model):
                                [255])
 
 
+@pytest.mark.slow
 def test_output_independent_of_padding_and_neighbours(model):
   config, params = model
   kw = dict(followup_ids=[3, 4], max_new_tokens=[5, 4], stop_ids=[255],
@@ -330,6 +331,7 @@ def test_texts_are_the_decoded_turns_without_stop_token():
   np.testing.assert_array_equal(through.tokens, r.tokens)
 
 
+@pytest.mark.slow
 def test_a_run_compiles_a_bounded_number_of_programs():
   config = models.get_preset("tiny-llama")
   params = models.init_params(config, jax.random.key(0))

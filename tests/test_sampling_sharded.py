@@ -9,6 +9,7 @@ from score_jax import models, sampling, sharding
 PROMPTS = [[5, 17, 33, 9], [40, 41], [7, 8, 9, 10, 11, 3], [200, 3, 4]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset,mesh_shape", [("tiny-llama", (2, 2, 2)),
                                                ("tiny-gemma3", (1, 4, 2))])
 def test_sharded_greedy_equals_single_device(preset, mesh_shape):
