@@ -2,7 +2,6 @@
 the remote command lines actually run (through a stand-in `gcloud` that runs
 them locally), shellcheck, and clear errors."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -315,12 +314,16 @@ def test_xm_dry_run_tpu_slice(project):
 
 
 def test_tpu_hosts():
-  xm_launch = _import_xm_launch()
-  assert xm_launch.tpu_hosts("tpu_v4", "2x2x1") == 1
-  assert xm_launch.tpu_hosts("tpu_v4", "2x2x4") == 4
-  assert xm_launch.tpu_hosts("tpu_v5e", "2x4") == 1
-  assert xm_launch.tpu_hosts("tpu_v5e", "16x16") == 64
-  assert xm_launch.tpu_hosts("tpu_v5p", "4x4x8") == 32
+  # In a fresh process: xm_launch defines absl flags (--config, --workdir)
+  # that score-jax commands imported by other tests define too.
+  code = (f"import importlib.util as u; s = u.spec_from_file_location("
+          f"'xm_launch', {str(XM_LAUNCH)!r}); m = u.module_from_spec(s); "
+          "s.loader.exec_module(m); print([m.tpu_hosts(*a) for a in ["
+          "('tpu_v4', '2x2x1'), ('tpu_v4', '2x2x4'), ('tpu_v5e', '2x4'), "
+          "('tpu_v5e', '16x16'), ('tpu_v5p', '4x4x8')]])")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=120, check=True)
+  assert out.stdout.strip() == "[1, 4, 1, 64, 32]"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -368,13 +371,6 @@ def test_xm_broken_config_is_named(project):
   proc = _xm(project, "--workdir=/tmp/w", "--config=configs/empty.py",
              check=False)
   assert "empty.py defines no get_config()" in proc.stderr
-
-
-def _import_xm_launch():
-  spec = importlib.util.spec_from_file_location("xm_launch", XM_LAUNCH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_xm_dry_run_does_not_import_xmanager(project, tmp_path):
