@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sft = ml_collections.ConfigDict()  # the supervised stages
   c.sft.lr = 1e-3
   c.sft.batch_size = 16  # problems per 'sft' step (star/pair_sft: rollout)
+  # Warm start: also train turn 2 to restate the correct solution after the
+  # correction instruction (see episodes.solution_batch).
+  c.sft.rewrite_turn2 = False
 
   c.step = ml_collections.ConfigDict()
   c.step.micro_batches = 1

@@ -109,18 +109,26 @@ def _end_ids(tokenizer) -> list[int]:
   return [end if end is not None else tokenizer.eos_id]
 
 
-def solution_batch(tokenizer, task: Task,
-                   problems: Sequence[Problem]) -> dict[str, np.ndarray]:
-  """SFT warm start: the task's worked solutions as first attempts (never
-  correction examples). Problems without a known solution are an error."""
+def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
+                   rewrite_turn2: bool = False) -> dict[str, np.ndarray]:
+  """SFT warm start: the task's worked solutions as first attempts, never a
+  wrong attempt followed by a right one. rewrite_turn2: after the correction
+  instruction, the same correct solution again as turn 2 -- the turn-2 format
+  an instruction-tuned base already has (restating a right answer), without
+  which a model trained from scratch has no second attempt at all.
+  Problems without a known solution are an error."""
+  followup = tokenizer.followup_ids(task.correction_instruction)
   rows = []
   for p in problems:
     text = task.solution(p)
     if text is None:
       raise ValueError(f"task {task.name!r} has no worked solution for "
-                       f"problem {p.id!r}; sft.source='solutions' needs one")
-    rows.append([(prompt_ids(tokenizer, p), -1),
-                 (tokenizer.encode(text) + _end_ids(tokenizer), 0)])
+                       f"problem {p.id!r}; the 'sft' stage needs one")
+    answer = tokenizer.encode(text) + _end_ids(tokenizer)
+    row = [(prompt_ids(tokenizer, p), -1), (answer, 0)]
+    if rewrite_turn2:
+      row += [(followup, -1), (answer, 1)]
+    rows.append(row)
   return pack(rows, tokenizer.pad_id)
 
 

@@ -213,7 +213,8 @@ class Trainer:
     extra = {}
     if stage.name == "sft":
       problems = self.problems_for_step(step, self.config.sft.batch_size)
-      batch = episodes_lib.solution_batch(self.tokenizer, self.task, problems)
+      batch = episodes_lib.solution_batch(self.tokenizer, self.task, problems,
+                                          self.config.sft.rewrite_turn2)
       k = 1
     else:
       r = self.config.rollout
