@@ -30,11 +30,18 @@ def main(argv):
                      "--workdir=<dir>")
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
+  import os  # pylint: disable=g-import-not-at-top
   from score_jax import train  # pylint: disable=g-import-not-at-top
+  from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
   results = train.train(_CONFIG.value, _WORKDIR.value)
   for name, metrics in results.items():
     summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                         if k.startswith(("acc@", "delta(")))
     logging.info("eval %s: %s", name, summary)
     print(f"eval {name}: {summary}")
-  print(f"workdir: {_WORKDIR.value}")
+  evals = os.path.join(_WORKDIR.value, "eval")
+  if len(results) >= 2:  # first (the base) vs last (the trained policy)
+    names = [next(iter(results)), list(results)[-1]]
+    print("\n" + reports.compare_runs(
+        [os.path.join(evals, f"{n}.json") for n in names], names))
+  print(f"\nworkdir: {_WORKDIR.value} (reports and plots in {evals})")
