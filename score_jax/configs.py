@@ -8,7 +8,6 @@ A config file reads like the paper's hyperparameter table: it calls
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import ml_collections
 
@@ -205,7 +204,3 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   for stage in {s.name for s in stages}:
     loss_config(config, stage, r.samples_per_prompt)  # validates names
   return stages
-
-
-def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  return config.to_dict()
