@@ -143,11 +143,14 @@ class Trainer:
   def problems_for_step(self, step: int, count: int) -> list:
     """Epoch-wise shuffled, a pure function of (seed, step): resumable."""
     n = len(self.train_problems)
+    orders = {}  # one permutation per epoch touched, not one per prompt
     out = []
     for i in range(step * count, (step + 1) * count):
       epoch, pos = divmod(i, n)
-      order = np.random.default_rng([self.config.seed, epoch]).permutation(n)
-      out.append(self.train_problems[order[pos]])
+      if epoch not in orders:
+        orders[epoch] = np.random.default_rng(
+            [self.config.seed, epoch]).permutation(n)
+      out.append(self.train_problems[orders[epoch][pos]])
     return out
 
   def step_rng(self, step: int) -> jax.Array:
