@@ -8,6 +8,7 @@ A config file reads like the paper's hyperparameter table: it calls
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import ml_collections
 
@@ -67,6 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.lr = 5e-6
   c.optimizer.warmup_steps = 0  # linear warm-up at the start of each stage
+  # After the warm-up, per stage: 'constant' (the paper's) or 'cosine' (to
+  # `min_lr_ratio` x peak at the stage's last step).
+  c.optimizer.decay = "constant"
+  c.optimizer.min_lr_ratio = 0.0
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.95
   c.optimizer.eps = 1e-8
@@ -75,10 +80,14 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.sft = ml_collections.ConfigDict()  # the supervised stages
   c.sft.lr = 1e-3
+  c.sft.decay = "constant"  # as optimizer.decay, for the supervised stages
   c.sft.batch_size = 16  # problems per 'sft' step (star/pair_sft: rollout)
   # Warm start: also train turn 2 to restate the correct solution after the
   # correction instruction (see episodes.solution_batch).
   c.sft.rewrite_turn2 = False
+  # Padded lengths of 'sft' batches, e.g. (160, 256): each batch takes the
+  # smallest that fits (one compiled step per length). Empty: powers of two.
+  c.sft.buckets = ()
 
   c.step = ml_collections.ConfigDict()
   c.step.micro_batches = 1
@@ -158,14 +167,25 @@ def loss_config(config: ml_collections.ConfigDict, stage: str,
       k=k, sft_turns=turns)
 
 
+DECAYS = ("constant", "cosine")
+
+
 def learning_rate(config: ml_collections.ConfigDict, stage: Stage,
                   step: int) -> float:
-  """Per-stage peak lr with a linear warm-up from the stage's start."""
-  peak = config.sft.lr if stage.name in SFT_STAGES else config.optimizer.lr
+  """Per-stage lr: a linear warm-up from the stage's start to its peak, then
+  constant or a cosine down to min_lr_ratio x peak at the stage's last step."""
+  supervised = stage.name in SFT_STAGES
+  peak = config.sft.lr if supervised else config.optimizer.lr
+  decay = config.sft.decay if supervised else config.optimizer.decay
   warmup = config.optimizer.warmup_steps
-  if warmup > 0:
-    return peak * min(1.0, (step - stage.start + 1) / warmup)
-  return peak
+  i = step - stage.start  # 0 .. stage.steps - 1
+  if warmup > 0 and i < warmup:
+    return peak * (i + 1) / warmup
+  if decay == "constant" or stage.steps - 1 <= warmup:
+    return peak
+  progress = (i - warmup) / (stage.steps - 1 - warmup)  # 0 .. 1
+  floor = config.optimizer.min_lr_ratio * peak
+  return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def missing_required(config: ml_collections.ConfigDict) -> list[str]:
@@ -201,6 +221,17 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if rows % config.step.micro_batches:
     raise ValueError(f"config.step.micro_batches={config.step.micro_batches}"
                      f" does not divide the {rows} rows of a step")
+  for where in ("optimizer", "sft"):
+    if config[where].decay not in DECAYS:
+      raise ValueError(f"config.{where}.decay={config[where].decay!r}: "
+                       f"expected one of {DECAYS}")
+  if not 0.0 <= config.optimizer.min_lr_ratio <= 1.0:
+    raise ValueError(f"config.optimizer.min_lr_ratio="
+                     f"{config.optimizer.min_lr_ratio}: expected 0 .. 1")
+  buckets = tuple(config.sft.buckets)
+  if not all(isinstance(b, int) and b > 0 for b in buckets):
+    raise ValueError(f"config.sft.buckets={buckets}: expected positive "
+                     f"integer lengths")
   for stage in {s.name for s in stages}:
     loss_config(config, stage, r.samples_per_prompt)  # validates names
   return stages

@@ -110,13 +110,16 @@ def _end_ids(tokenizer) -> list[int]:
 
 
 def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
-                   rewrite_turn2: bool = False) -> dict[str, np.ndarray]:
+                   rewrite_turn2: bool = False,
+                   buckets: Optional[Sequence[int]] = None
+                   ) -> dict[str, np.ndarray]:
   """SFT warm start: the task's worked solutions as first attempts, never a
   wrong attempt followed by a right one. rewrite_turn2: after the correction
   instruction, the same correct solution again as turn 2 -- the turn-2 format
   an instruction-tuned base already has (restating a right answer), without
   which a model trained from scratch has no second attempt at all.
-  Problems without a known solution are an error."""
+  Problems without a known solution are an error. buckets: padded lengths
+  to choose from (default: powers of two)."""
   followup = tokenizer.followup_ids(task.correction_instruction)
   rows = []
   for p in problems:
@@ -129,7 +132,7 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
     if rewrite_turn2:
       row += [(followup, -1), (answer, 1)]
     rows.append(row)
-  return pack(rows, tokenizer.pad_id)
+  return pack(rows, tokenizer.pad_id, buckets)
 
 
 def star_batch(episodes: Episodes) -> tuple[dict[str, np.ndarray], int]:

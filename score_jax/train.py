@@ -215,8 +215,9 @@ class Trainer:
     extra = {}
     if stage.name == "sft":
       problems = self.problems_for_step(step, self.config.sft.batch_size)
-      batch = episodes_lib.solution_batch(self.tokenizer, self.task, problems,
-                                          self.config.sft.rewrite_turn2)
+      batch = episodes_lib.solution_batch(
+          self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
+          tuple(self.config.sft.buckets) or None)
       k = 1
     else:
       r = self.config.rollout

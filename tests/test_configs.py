@@ -155,3 +155,29 @@ def test_methods_differ_from_score_only_in_their_method(name):
   assert score["schedule"] == f"{_W},stage1:{stage1},stage2:{_RL - stage1}"
   assert (score["loss.alpha"], score["loss.beta1"], score["loss.beta2"]) == (
       10.0, 0.01, 0.1)
+
+
+def test_learning_rate_warmup_then_cosine_per_stage():
+  c = configs_lib.base_config()
+  c.schedule = "sft:11,stage1:5"
+  c.sft.lr, c.optimizer.lr = 1.0, 0.5
+  c.optimizer.warmup_steps = 2
+  c.sft.decay, c.optimizer.min_lr_ratio = "cosine", 0.1
+  sft, stage1 = configs_lib.validate(c)
+  lrs = [configs_lib.learning_rate(c, sft, s) for s in range(11)]
+  # Warm-up 0.5, 1.0; then cosine from the peak at step 2 to 0.1 at step 10.
+  assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+  assert lrs[6] == pytest.approx(0.1 + 0.9 * 0.5)  # halfway
+  assert lrs[10] == pytest.approx(0.1)
+  assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+  # The RL stage keeps its own (constant) schedule and restarts its warm-up.
+  assert [configs_lib.learning_rate(c, stage1, s) for s in range(11, 16)] == \
+      pytest.approx([0.25, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_unknown_decay_is_named():
+  c = configs_lib.base_config()
+  c.schedule = "sft:2"
+  c.sft.decay = "linear"
+  with pytest.raises(ValueError, match=r"config.sft.decay='linear'"):
+    configs_lib.validate(c)
