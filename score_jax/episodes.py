@@ -4,6 +4,13 @@ The glue between tasks (host), the tokenizer, and the sampler (device):
   problems -> chat-templated prompt ids -> rollout (N turns, k samples)
   -> rewards per turn (task, on the host) -> batch dicts for the train step.
 Shared by the training loop and `score-jax eval`.
+
+Under several JAX processes (multi-host) every process passes the same
+problems: the rollout is one global computation, and each process gets the
+Episodes of its own block of rows (`Episodes.start`), scores them on its
+host and builds its part of the train batch. `gather` puts the whole batch's
+host results together (transcripts, evaluation reports); `turn_metrics` sums
+over processes before it divides.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
+from score_jax import distributed
 from score_jax import sampling
 from score_jax.evaluation import edit_distance
 from score_jax.tasks import Problem, Task
@@ -29,13 +37,24 @@ def prompt_ids(tokenizer, problem: Problem) -> list[int]:
 class Episodes:
   """rows: the problem of each row (prompt-major, k per problem);
   rewards float32[N, B]; texts [N][B] responses; lengths int[N, B] sampled
-  tokens per turn; rollout: the sampler's Rollout (None when merged from
-  several rollouts, as in evaluation)."""
+  tokens per turn; rollout: the sampler's Rollout as numpy, these rows only
+  (None when merged from several rollouts, as in evaluation).
+
+  start, total: these B rows are rows [start, start + B) of a batch of
+  `total` rows spread over JAX processes (this process's block); in one
+  process start = 0 and total = B.
+  """
   rows: list[Problem]
   rewards: np.ndarray
   texts: tuple
   lengths: np.ndarray
   rollout: Optional[sampling.Rollout] = None
+  start: int = 0
+  total: Optional[int] = None
+
+  def __post_init__(self):
+    if self.total is None:
+      self.total = len(self.rows)
 
 
 def run_episodes(model, params, tokenizer, task: Task,
@@ -47,7 +66,8 @@ def run_episodes(model, params, tokenizer, task: Task,
   """Samples num_turns attempts per row and scores every attempt.
 
   instructions: the user message before each turn after the first (default:
-  the task's correction instruction before every one).
+  the task's correction instruction before every one). Returns this
+  process's rows (all of them in one process).
   """
   if instructions is None:
     instructions = [task.correction_instruction] * (num_turns - 1)
@@ -58,11 +78,44 @@ def run_episodes(model, params, tokenizer, task: Task,
       max_new_tokens=max_new_tokens, stop_ids=tokenizer.stop_ids, rng=rng,
       sampling=sampler, decode_fn=tokenizer.decode, pad_id=tokenizer.pad_id,
       end_of_turn_id=tokenizer.end_of_turn_id, ctx=ctx)
-  rows = [p for p in problems for _ in range(samples_per_prompt)]
+  start, stop = ro.rows
+  rows = [p for p in problems for _ in range(samples_per_prompt)][start:stop]
   rewards = np.asarray([task.rewards(rows, list(ro.texts[t]))
                         for t in range(num_turns)], np.float32)
-  return Episodes(rows, rewards, tuple(map(tuple, ro.texts)),
-                  np.asarray(ro.lengths), ro)
+  ro = ro.on_host()
+  return Episodes(rows, rewards, tuple(map(tuple, ro.texts)), ro.lengths, ro,
+                  start=start, total=len(problems) * samples_per_prompt)
+
+
+def gather(episodes: Episodes, rows: Sequence[Problem]) -> Episodes:
+  """The whole batch on every process: each process's rewards, texts and
+  lengths put at its rows (`rows`: the problem of every row of the batch).
+  A collective; in one process, `episodes` itself (without its rollout)."""
+  if len(rows) != episodes.total:
+    raise ValueError(f"gather: {len(rows)} rows given for a batch of "
+                     f"{episodes.total}")
+  if len(episodes.rows) == episodes.total:
+    # This process holds every row (one process, or a batch too small to
+    # split, which then every process holds): nothing to collect.
+    return Episodes(list(rows), episodes.rewards, episodes.texts,
+                    episodes.lengths)
+  parts = distributed.gather_json({
+      "start": episodes.start, "rewards": episodes.rewards.tolist(),
+      "texts": [list(t) for t in episodes.texts],
+      "lengths": episodes.lengths.tolist()})
+  num_turns = episodes.rewards.shape[0]
+  rewards = np.zeros((num_turns, len(rows)), np.float32)
+  lengths = np.zeros((num_turns, len(rows)), episodes.lengths.dtype)
+  texts = [[None] * len(rows) for _ in range(num_turns)]
+  for part in parts:  # blocks may overlap (a batch replicated over hosts)
+    at = slice(part["start"], part["start"] + len(part["texts"][0]))
+    rewards[:, at] = part["rewards"]
+    lengths[:, at] = part["lengths"]
+    for t in range(num_turns):
+      texts[t][at] = part["texts"][t]
+  if any(x is None for t in texts for x in t):
+    raise ValueError("gather: the processes' rows do not cover the batch")
+  return Episodes(list(rows), rewards, tuple(map(tuple, texts)), lengths)
 
 
 def rl_batch(episodes: Episodes) -> dict[str, np.ndarray]:
@@ -102,6 +155,27 @@ def pack(rows: Sequence[Sequence[tuple[Sequence[int], int]]], pad_id: int,
   positions = np.maximum(np.cumsum(valid, axis=1) - 1, 0).astype(np.int32)
   return {"tokens": tokens, "valid": valid, "positions": positions,
           "turn_masks": turns}
+
+
+def left_pad(batch: dict[str, np.ndarray], length: int,
+             pad_id: int) -> dict[str, np.ndarray]:
+  """A batch of `pack` (or `rl_batch`) widened to `length` slots by padding
+  on the left, as `pack` pads: pad_id tokens, not valid, position 0, in no
+  turn. Used to bring every process's part of a batch to one length."""
+  have = batch["tokens"].shape[-1]
+  if have > length:
+    raise ValueError(f"left_pad: batch is {have} slots long, more than "
+                     f"{length}")
+  if have == length:
+    return batch
+  fill = {"tokens": pad_id, "valid": False, "positions": 0,
+          "turn_masks": False}
+  out = dict(batch)
+  for key, value in fill.items():
+    x = batch[key]
+    widths = [(0, 0)] * (x.ndim - 1) + [(length - have, 0)]
+    out[key] = np.pad(x, widths, constant_values=value)
+  return out
 
 
 def _end_ids(tokenizer) -> list[int]:
@@ -184,18 +258,34 @@ def pair_batch(episodes: Episodes, tokenizer, task: Task
 
 
 def turn_metrics(episodes: Episodes) -> dict[str, float]:
-  """Per-step training metrics: reward per turn, Δ, Δi→c, Δc→i, lengths,
-  edit-distance ratio between consecutive attempts."""
+  """Per-step training metrics over the whole batch: reward per turn, Δ,
+  Δi→c, Δc→i, lengths, edit-distance ratio between consecutive attempts.
+
+  Each is a sum over this process's rows, summed over processes
+  (`distributed.sum_metrics`, a collective) and divided by the batch's rows;
+  so the processes' blocks must not overlap (the trainer checks this).
+  """
   r = episodes.rewards >= 0.5
-  out = {f"reward_t{t + 1}": float(r[t].mean()) for t in range(r.shape[0])}
+  sums = {"rows": float(r.shape[1])}
   for t in range(r.shape[0]):
-    out[f"length_t{t + 1}"] = float(episodes.lengths[t].mean())
+    sums[f"reward_t{t + 1}"] = float(r[t].sum())
+    sums[f"length_t{t + 1}"] = float(episodes.lengths[t].sum())
   if r.shape[0] >= 2:
-    out["delta"] = float(r[1].mean() - r[0].mean())
-    out["delta_i2c"] = float((~r[0] & r[1]).mean())
-    out["delta_c2i"] = float((r[0] & ~r[1]).mean())
-    out["edit_ratio"] = float(np.mean(edit_distance.edit_distance_ratios(
+    sums["delta_i2c"] = float((~r[0] & r[1]).sum())
+    sums["delta_c2i"] = float((r[0] & ~r[1]).sum())
+    sums["edit_ratio"] = float(np.sum(edit_distance.edit_distance_ratios(
         list(episodes.texts[0]), list(episodes.texts[1]))))
+  sums = distributed.sum_metrics(sums)
+  rows = sums.pop("rows")
+  out = {}
+  for t in range(r.shape[0]):
+    out[f"reward_t{t + 1}"] = sums[f"reward_t{t + 1}"] / rows
+  for t in range(r.shape[0]):
+    out[f"length_t{t + 1}"] = sums[f"length_t{t + 1}"] / rows
+  if r.shape[0] >= 2:
+    out["delta"] = out["reward_t2"] - out["reward_t1"]
+    for key in ("delta_i2c", "delta_c2i", "edit_ratio"):
+      out[key] = sums[key] / rows
   return out
 
 
@@ -218,7 +308,11 @@ def evaluate(model, params, tokenizer, task: Task,
              instructions: Optional[Sequence[str]] = None,
              progress=None) -> Episodes:
   """Greedy N-turn episodes for every problem, batch_size problems at a time
-  (the last batch is padded with repeats, whose rows are dropped)."""
+  (the last batch is padded with repeats, whose rows are dropped).
+
+  Under several JAX processes each batch is one global rollout; every
+  process scores its own rows and gets all of them back (`gather`), so the
+  result is the same as in one process, on every process."""
   greedy = sampling.SamplingConfig(greedy=True)
   parts = []
   for start in range(0, len(problems), batch_size):
@@ -231,7 +325,7 @@ def evaluate(model, params, tokenizer, task: Task,
                       max_new_tokens=max_new_tokens, sampler=greedy,
                       rng=jax.random.key(0), ctx=ctx,
                       instructions=instructions)
-    parts.append((ep, real))
+    parts.append((gather(ep, chunk), real))
     if progress is not None:
       progress.update(real)
   return Episodes(

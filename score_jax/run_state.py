@@ -3,7 +3,8 @@ state and the frozen reference params, plus a best-by-training-reward copy.
 
 Orbax writes each step to a temporary directory and renames it when complete,
 so a run killed at any moment leaves either a whole checkpoint or none; a
-restore only ever sees whole ones.
+restore only ever sees whole ones. Under several JAX processes every process
+calls save and restore (each writes and reads its own shards of the arrays).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ class RunCheckpoints:
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda m: m["train_reward"],
             best_mode="max", enable_async_checkpointing=async_save,
-            create=True))
+            create=True,
+            # Both managers save the same steps; under several processes
+            # their barriers (named by step) must not collide.
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix="best")))
 
   def latest_step(self) -> Optional[int]:
     return self.latest.latest_step()

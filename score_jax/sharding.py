@@ -154,6 +154,53 @@ def batch_sharding(ctx: ShardingCtx, shape: Sequence[int]) -> NamedSharding:
   return ctx.sharding(("batch",) + (None,) * (len(shape) - 1), shape)
 
 
+def process_rows(sharding: jax.sharding.Sharding, shape: Sequence[int],
+                 axis: int = 0,
+                 process: Optional[int] = None) -> tuple[int, int]:
+  """[start, stop): the indices along `axis` that `process`'s devices hold
+  (default: this process) in an array of `shape` under `sharding`.
+
+  One process holds everything; so does every process when `axis` is not
+  split over processes (replicated). Raises ValueError if the process's
+  indices are not one contiguous block (a mesh whose device order
+  interleaves hosts along the batch): a host's rows must be one slice.
+  """
+  shape = tuple(shape)
+  process = jax.process_index() if process is None else process
+  spans = sorted({
+      (index[axis].start or 0,
+       shape[axis] if index[axis].stop is None else index[axis].stop)
+      for device, index in sharding.devices_indices_map(shape).items()
+      if device.process_index == process})
+  if not spans:
+    raise ValueError(f"process {process} holds no device of {sharding}")
+  stop = spans[0][0]
+  for lo, hi in spans:
+    if lo > stop:
+      raise ValueError(
+          f"process {process} holds indices {spans} of axis {axis} of an "
+          f"array of shape {shape} under {sharding}: not one contiguous "
+          "block; order the mesh's devices by host along the batch axes")
+    stop = max(stop, hi)
+  return spans[0][0], stop
+
+
+def host_rows(x: jax.Array, axis: int = 0) -> np.ndarray:
+  """This process's block `process_rows(x.sharding, x.shape, axis)` of a
+  (possibly multi-process) array, as numpy: all of `x` in one process."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  lo, hi = process_rows(x.sharding, x.shape, axis)
+  out = np.empty(x.shape[:axis] + (hi - lo,) + x.shape[axis + 1:], x.dtype)
+  for shard in x.addressable_shards:
+    index = list(shard.index)
+    at = index[axis]
+    index[axis] = slice((at.start or 0) - lo,
+                        (x.shape[axis] if at.stop is None else at.stop) - lo)
+    out[tuple(index)] = np.asarray(shard.data)
+  return out
+
+
 def replicated(ctx: ShardingCtx) -> NamedSharding:
   return NamedSharding(ctx.mesh, P())
 

@@ -6,6 +6,19 @@ sharded train step. 'sft' steps train on worked solutions (warm start) or on
 the policy's own filtered transcripts (STaR, Pair-SFT). Everything a run
 writes lives under its workdir; started again on the same workdir it resumes
 from the last checkpoint and writes the same metrics step for step.
+
+Multi-host (one JAX process per host, `score_jax.distributed`): every process
+runs this same loop over one global mesh. The step's batch is sharded over
+the data axes and each process owns one contiguous block of its rows
+(`sharding.process_rows`, a function of the mesh and the process index
+only): it scores and packs those rows on its host, and the global batch is
+assembled from the blocks (`jax.make_array_from_process_local_data`).
+Sampling is one globally sharded computation whose random draws cover the
+whole batch (see `sampling.rollout`), so the batch -- prompts, order and the
+tokens sampled for each row -- is the same for any number of processes.
+Metrics are sums over processes divided by the batch size; checkpoints are
+written by all processes together; process 0 alone writes metrics.jsonl,
+TensorBoard, samples/, eval reports and plots, and shows the progress bar.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 import jax
@@ -23,6 +36,7 @@ import numpy as np
 import tqdm
 
 from score_jax import configs as configs_lib
+from score_jax import distributed
 from score_jax import episodes as episodes_lib
 from score_jax import models
 from score_jax import sampling
@@ -92,6 +106,8 @@ class Trainer:
     self.workdir = workdir
     self.stages = configs_lib.validate(config)
     self.total_steps = self.stages[-1].start + self.stages[-1].steps
+    # Process 0 writes logs, samples and reports (all processes checkpoint).
+    self.main = distributed.is_main_process()
     os.makedirs(workdir, exist_ok=True)
     self.ctx = sharding_lib.ShardingCtx(
         sharding_lib.make_mesh(tuple(config.mesh.shape)),
@@ -104,6 +120,8 @@ class Trainer:
           "a micro-batch of %d rows does not divide the %d data-parallel "
           "devices: the batch is replicated on every device, not split", rows,
           data_ways)
+    if jax.process_count() > 1:
+      self._check_process_split(data_ways)
     self.model_config, params, self.tokenizer = load_policy(config, self.ctx)
     self.model = models.Transformer(self.model_config, sharding=self.ctx)
     self.task = tasks_lib.get_task(config.task.name,
@@ -156,6 +174,39 @@ class Trainer:
   def step_rng(self, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), step)
 
+  def batch_rows(self, rows: int,
+                 process: Optional[int] = None) -> tuple[int, int]:
+    """[start, stop): the rows of a `rows`-row batch that `process` (default:
+    this one) owns under the batch sharding; all of them in one process."""
+    return sharding_lib.process_rows(
+        sharding_lib.batch_sharding(self.ctx, (rows,)), (rows,),
+        process=process)
+
+  def _check_process_split(self, data_ways: int) -> None:
+    """Several processes: each owns one contiguous block of a batch's rows
+    (`process_rows` raises otherwise), and of the rollout a disjoint block
+    of whole prompt groups (its rewards are summed into the metrics once,
+    Pair-SFT pairs samples within a group)."""
+    self.batch_rows(self.config.sft.batch_size)
+    if all(s.name == "sft" for s in self.stages):
+      return
+    r = self.config.rollout
+    k, rows = r.samples_per_prompt, r.prompts_per_step * r.samples_per_prompt
+    blocks = [self.batch_rows(rows, p) for p in range(jax.process_count())]
+    if sum(hi - lo for lo, hi in blocks) != rows:
+      raise ValueError(
+          f"{jax.process_count()} processes: the rollout's {rows} rows "
+          f"(rollout.prompts_per_step x samples_per_prompt) must split over "
+          f"the {data_ways} data-parallel devices (mesh data x fsdp) so that "
+          f"each host owns its own rows; make the rows a multiple of "
+          f"{data_ways}")
+    if any(lo % k or hi % k for lo, hi in blocks):
+      raise ValueError(
+          f"{jax.process_count()} processes own rows {blocks} of the "
+          f"rollout: each host needs whole groups of samples_per_prompt={k}; "
+          f"make rollout.prompts_per_step ({r.prompts_per_step}) a multiple "
+          f"of the number of processes")
+
   # -- device steps -------------------------------------------------------
 
   def train_step_fn(self, stage: str, k: int, batch: dict[str, np.ndarray]):
@@ -172,10 +223,37 @@ class Trainer:
           self.ctx), shardings)
     return self._steps[key]
 
-  def update(self, stage: configs_lib.Stage, step: int, batch, k: int):
-    fn, shardings = self.train_step_fn(stage.name, k, batch)
+  def global_batch(self, batch: dict[str, np.ndarray], rows: int,
+                   start: int) -> dict[str, jax.Array]:
+    """The step's batch of `rows` rows from this process's block of it
+    (rows [start, start + local rows)); in one process, the batch on the
+    devices. Packed batches are as long as their longest row, so the
+    processes first agree on the longest block (left-padding the others)."""
+    if jax.process_count() > 1:
+      length = int(max(distributed.gather_metrics(
+          {"length": batch["tokens"].shape[-1]})["length"]))
+      batch = episodes_lib.left_pad(batch, length, self.tokenizer.pad_id)
+    shapes = {}
+    for name, x in batch.items():
+      axis = step_lib.batch_axis(name)
+      shapes[name] = jax.ShapeDtypeStruct(
+          x.shape[:axis] + (rows,) + x.shape[axis + 1:], x.dtype)
+    shardings = step_lib.batch_shardings(shapes, self.ctx)
+    lo, hi = self.batch_rows(rows)
+    local = batch["tokens"].shape[0]
+    if (lo, hi) != (start, start + local):
+      raise ValueError(f"this process holds rows [{start}, {start + local}) "
+                       f"of the batch, but its devices take [{lo}, {hi})")
+    return {name: jax.make_array_from_process_local_data(
+        shardings[name], x, shapes[name].shape) for name, x in batch.items()}
+
+  def update(self, stage: configs_lib.Stage, step: int, batch, k: int, *,
+             rows: int, start: int = 0):
+    """One train step on this process's `batch`: rows [start, ...) of a
+    batch of `rows` rows."""
+    batch = self.global_batch(batch, rows, start)
+    fn, _ = self.train_step_fn(stage.name, k, batch)
     lr = configs_lib.learning_rate(self.config, stage, step)
-    batch = jax.device_put(batch, shardings)
     self.state, metrics = fn(self.state, self.ref_params, batch,
                              jnp.float32(lr))
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -183,6 +261,8 @@ class Trainer:
   # -- one step of each kind ----------------------------------------------
 
   def sample(self, step: int, problems, num_turns: int, k: int):
+    """This process's rows of k samples of every problem (all processes
+    pass the same problems and key; see the module docstring)."""
     r = self.config.rollout
     sampler = sampling.SamplingConfig(temperature=r.temperature,
                                       top_k=r.top_k or None,
@@ -203,18 +283,23 @@ class Trainer:
     eps = self.sample(step, problems, num_turns, k)
     times["time/rollout"] = time.perf_counter() - start
     mid = time.perf_counter()
-    metrics = self.update(stage, step, episodes_lib.rl_batch(eps), k)
+    metrics = self.update(stage, step, episodes_lib.rl_batch(eps), k,
+                          rows=eps.total, start=eps.start)
     times["time/update"] = time.perf_counter() - mid
-    tokens = float(np.sum(eps.lengths))
+    turns = episodes_lib.turn_metrics(eps)
+    tokens = eps.total * sum(v for key, v in turns.items()
+                             if key.startswith("length_t"))
     times["tokens_per_s"] = tokens / max(times["time/rollout"], 1e-9)
-    return eps, {**episodes_lib.turn_metrics(eps), **metrics, **times}
+    return eps, {**turns, **metrics, **times}
 
   def sft_step(self, stage: configs_lib.Stage, step: int):
     start = time.perf_counter()
     eps = None
     extra = {}
     if stage.name == "sft":
-      problems = self.problems_for_step(step, self.config.sft.batch_size)
+      rows = self.config.sft.batch_size
+      first, stop = self.batch_rows(rows)
+      problems = self.problems_for_step(step, rows)[first:stop]
       batch = episodes_lib.solution_batch(
           self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
           tuple(self.config.sft.buckets) or None)
@@ -229,10 +314,12 @@ class Trainer:
       else:
         batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task)
         k = 1
-      extra = {"sft_examples": float(kept), **episodes_lib.turn_metrics(eps)}
+      extra = {**distributed.sum_metrics({"sft_examples": float(kept)}),
+               **episodes_lib.turn_metrics(eps)}
+      rows, first = eps.total, eps.start
     batch.pop("rewards", None)
     mid = time.perf_counter()
-    metrics = self.update(stage, step, batch, k)
+    metrics = self.update(stage, step, batch, k, rows=rows, start=first)
     return eps, {**extra, **metrics, "time/rollout": mid - start,
                  "time/update": time.perf_counter() - mid}
 
@@ -242,17 +329,21 @@ class Trainer:
     c = self.config.eval
     if not self.eval_problems:
       return {}
+    # Every process gets the whole evaluation back (episodes.evaluate).
     eps = episodes_lib.evaluate(
         self.model, self.state.params, self.tokenizer, self.task,
         self.eval_problems, num_turns=c.num_turns,
         max_new_tokens=c.max_new_tokens, batch_size=c.batch_size,
         ctx=self.ctx)
-    write_eval_report(self.workdir, name, eps, {
-        "step": step, "model_spec": self.config.model.spec,
-        "task": self.task.name, "split": self.config.task.eval_split})
+    if self.main:
+      write_eval_report(self.workdir, name, eps, {
+          "step": step, "model_spec": self.config.model.spec,
+          "task": self.task.name, "split": self.config.task.eval_split})
     return {k: v for k, v in reports.summarize(eps.rewards)["metrics"].items()}
 
   def log(self, step: int, stage: str, metrics: dict[str, float]) -> None:
+    if not self.main:
+      return
     row = {"step": step, "stage": stage, **metrics}
     with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps(row, allow_nan=True) + "\n")
@@ -266,7 +357,7 @@ class Trainer:
     """Drops what was logged after the checkpoint of `step` (which holds
     steps 0..step-1 and the evaluations logged at `step` before it)."""
     path = os.path.join(self.workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    if not self.main or not os.path.exists(path):
       return
     keep = [row for row in files.read_jsonl(path)
             if row["step"] < step or (row["stage"] == "eval" and
@@ -274,7 +365,15 @@ class Trainer:
     files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
   def write_samples(self, step: int, eps) -> None:
+    """samples/step_N.jsonl: the first rows of the step's batch (a
+    collective: the rows come from every process)."""
     if eps is None:
+      return
+    r = self.config.rollout
+    eps = episodes_lib.gather(eps, [
+        p for p in self.problems_for_step(step, r.prompts_per_step)
+        for _ in range(r.samples_per_prompt)])
+    if not self.main:
       return
     rows = episodes_lib.transcripts(eps, self.config.log.num_samples)
     path = os.path.join(self.workdir, "samples", f"step_{step:06d}.jsonl")
@@ -297,17 +396,17 @@ class Trainer:
     config = self.config
     start_step = self.restore()
     if start_step == 0:
-      files.atomic_write_text(os.path.join(self.workdir, "config.json"),
-                              config.to_json_best_effort(indent=2))
-      if os.path.exists(os.path.join(self.workdir, "metrics.jsonl")):
-        self.truncate_metrics(0)
+      if self.main:
+        files.atomic_write_text(os.path.join(self.workdir, "config.json"),
+                                config.to_json_best_effort(indent=2))
+      self.truncate_metrics(0)
     results = {}
     if start_step == 0 and config.eval.at_start:
       results["start"] = self.evaluate("start", 0)
       self.log(0, "eval", {f"eval/{k}": v for k, v in results["start"].items()})
     bar = tqdm.tqdm(total=self.total_steps, initial=start_step,
-                    disable=not config.log.progress, desc="train",
-                    dynamic_ncols=True)
+                    disable=not (config.log.progress and self.main),
+                    desc="train", dynamic_ncols=True)
     last_reward: list[float] = []
     for step in range(start_step, self.total_steps):
       stage = configs_lib.stage_at(self.stages, step)
@@ -360,6 +459,8 @@ class Trainer:
                                  for s in earlier)
 
   def write_plots(self) -> None:
+    if not self.main:
+      return
     path = os.path.join(self.workdir, "metrics.jsonl")
     rows = [r for r in files.read_jsonl(path) if "reward_t1" in r]
     if rows:

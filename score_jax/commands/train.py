@@ -34,6 +34,8 @@ def main(argv):
   from score_jax import train  # pylint: disable=g-import-not-at-top
   from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
   results = train.train(_CONFIG.value, _WORKDIR.value)
+  if not distributed.is_main_process():
+    return  # process 0 reports (every process has the same results)
   for name, metrics in results.items():
     summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
                         if k.startswith(("acc@", "delta(")))

@@ -26,7 +26,8 @@ Batch = dict[str, jax.Array]
 _TURN_MAJOR = ("turn_masks", "rewards")
 
 
-def _batch_axis(name: str) -> int:
+def batch_axis(name: str) -> int:
+  """The axis of a batch array (by its key) that holds the rows."""
   return 1 if name in _TURN_MAJOR else 0
 
 
@@ -34,7 +35,7 @@ def batch_shardings(batch: Batch, ctx: sharding_lib.ShardingCtx) -> Batch:
   """Each array's batch dimension over the data axes, the rest whole."""
   def one(name, x):
     names = [None] * x.ndim
-    names[_batch_axis(name)] = "batch"
+    names[batch_axis(name)] = "batch"
     return ctx.sharding(names, x.shape)
   return {k: one(k, v) for k, v in batch.items()}
 
@@ -47,7 +48,7 @@ def split_micro_batches(batch: Batch, num: int, k: int) -> Batch:
                      f"micro-batches of whole groups of {k} samples")
 
   def split(name, x):
-    axis = _batch_axis(name)
+    axis = batch_axis(name)
     shape = x.shape[:axis] + (num, rows // num) + x.shape[axis + 1:]
     return jnp.moveaxis(x.reshape(shape), axis, 0)
   return {name: split(name, x) for name, x in batch.items()}

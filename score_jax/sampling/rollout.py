@@ -30,7 +30,8 @@ from score_jax import models
 from score_jax.models import ModelConfig
 from score_jax.sampling import decode as _decode
 from score_jax.sampling.rules import SamplingConfig
-from score_jax.sharding import ShardingCtx, batch_sharding
+from score_jax.sharding import (ShardingCtx, batch_sharding, host_rows,
+                                process_rows)
 
 Array = jax.Array
 MIN_BUCKET = 16
@@ -48,9 +49,12 @@ class Rollout:
     (log_softmax(logits / temperature), see SamplingConfig).
   lengths: int32[N, B] sampled tokens per turn, stop token included.
   stopped: bool[N, B] the turn ended on a stop id (else it hit its budget).
-  texts: [N][B] decoded response of each turn without its stop token; host
-    only: not a pytree leaf (a Rollout passed through jit arrives with
-    texts=()), empty when no decode_fn was given.
+  texts: [N][b] decoded response of each turn without its stop token, for
+    the rows `rows` only; host only: not a pytree leaf (a Rollout passed
+    through jit arrives with texts=()), empty when no decode_fn was given.
+  rows: (start, stop), the rows of the batch this process holds (all B in
+    one process; under several JAX processes, this host's block of the
+    globally sharded batch). Host only, like texts.
   """
 
   tokens: Array
@@ -61,14 +65,22 @@ class Rollout:
   lengths: Array
   stopped: Array
   texts: tuple = ()
+  rows: tuple[int, int] = (0, 0)
 
   @property
   def num_turns(self) -> int:
     return self.turn_masks.shape[0]
 
+  def on_host(self) -> "Rollout":
+    """This process's rows (`rows`) of every array, as numpy."""
+    return Rollout(
+        **{k: host_rows(getattr(self, k), 1 if k in _TURN_MAJOR else 0)
+           for k in _LEAVES}, texts=self.texts, rows=self.rows)
+
 
 _LEAVES = ("tokens", "valid", "positions", "turn_masks", "logprobs",
            "lengths", "stopped")
+_TURN_MAJOR = ("turn_masks", "lengths", "stopped")  # batch on axis 1
 jax.tree_util.register_pytree_node(
     Rollout,
     lambda r: (tuple(getattr(r, k) for k in _LEAVES), None),
@@ -172,7 +184,17 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
   prompt-major: row p * k + j is sample j of prompt p. rng: a jax key; the
   same key gives the same rollout. ctx: run under this mesh (params sharded
   by models.init_params(config, rng, ctx); the batch goes over the data
-  axes). reuse_cache=False re-prefills the whole sequence before each turn
+  axes).
+
+  Several JAX processes (multi-host) each call this with the same prompts
+  and key: the rollout is one globally sharded computation, each host's
+  devices sampling their block of rows. Randomness is drawn for the whole
+  [B, V] batch from `rng` (per turn and decode step), so which process
+  holds a row never changes what is sampled for it: 2 hosts x 4 devices
+  sample exactly what 1 host x 8 devices does. Texts are decoded only for
+  this host's rows (`Rollout.rows`), where its rewards are computed.
+
+  reuse_cache=False re-prefills the whole sequence before each turn
   instead of appending to the cache (same result; kept to measure).
   """
   if isinstance(model_or_config, models.Transformer):
@@ -233,12 +255,13 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
   valid = state["cache"]["valid"]
   turn_masks = state["turn"][None] == jnp.arange(num_turns)[:, None, None]
   stopped = jnp.stack(stopped)
+  rows = process_rows(state["tokens"].sharding, state["tokens"].shape)
   texts = ()
   if decode_fn is not None:
-    texts = _texts(np.asarray(state["tokens"]), np.asarray(state["turn"]),
-                   np.asarray(stopped), decode_fn)
+    texts = _texts(host_rows(state["tokens"]), host_rows(state["turn"]),
+                   host_rows(stopped, axis=1), decode_fn)
   return Rollout(tokens=state["tokens"], valid=valid,
                  positions=models.positions_from_mask(valid),
                  turn_masks=turn_masks, logprobs=state["logprobs"],
                  lengths=turn_masks.sum(-1, dtype=jnp.int32),
-                 stopped=stopped, texts=texts)
+                 stopped=stopped, texts=texts, rows=rows)
