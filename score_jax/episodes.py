@@ -189,8 +189,9 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
                    ) -> dict[str, np.ndarray]:
   """SFT warm start: the task's worked solutions as first attempts, never a
   wrong attempt followed by a right one. rewrite_turn2: after the correction
-  instruction, the same correct solution again as turn 2 -- the turn-2 format
-  an instruction-tuned base already has (restating a right answer), without
+  instruction, a correct solution again as turn 2 (`task.second_solution`:
+  the same one, or the task's second style) -- the turn-2 format an
+  instruction-tuned base already has (restating a right answer), without
   which a model trained from scratch has no second attempt at all.
   Problems without a known solution are an error. buckets: padded lengths
   to choose from (default: powers of two)."""
@@ -204,7 +205,8 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
     answer = tokenizer.encode(text) + _end_ids(tokenizer)
     row = [(prompt_ids(tokenizer, p), -1), (answer, 0)]
     if rewrite_turn2:
-      row += [(followup, -1), (answer, 1)]
+      second = tokenizer.encode(task.second_solution(p)) + _end_ids(tokenizer)
+      row += [(followup, -1), (second, 1)]
     rows.append(row)
   return pack(rows, tokenizer.pad_id, buckets)
 

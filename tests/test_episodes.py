@@ -1,6 +1,7 @@
 """Host-side batch building: packing, warm-start rows, STaR/Pair-SFT rows."""
 
 import numpy as np
+import pytest
 
 from score_jax import episodes
 from score_jax.tasks import get_task
@@ -37,3 +38,49 @@ def test_warm_start_rows_are_exact_ids():
       assert batch["tokens"][r][batch["turn_masks"][0, r]].tolist() == answer
       turn2 = batch["tokens"][r][batch["turn_masks"][1, r]].tolist()
       assert turn2 == (answer if rewrite else [])
+
+
+
+def test_warm_start_turn2_takes_the_tasks_second_style():
+  task = get_task("arithmetic", second_style="steps")
+  problems = task.problems("train")[:3]
+  batch = episodes.solution_batch(TOK, task, problems, rewrite_turn2=True,
+                                  buckets=(600,))
+  assert batch["tokens"].shape == (3, 600)
+  for r, p in enumerate(problems):
+    turn1 = batch["tokens"][r][batch["turn_masks"][0, r]].tolist()
+    turn2 = batch["tokens"][r][batch["turn_masks"][1, r]].tolist()
+    assert turn1 == TOK.encode(task.solution(p)) + [TOK.end_of_turn_id]
+    assert turn2 == TOK.encode(task.second_solution(p)) + [TOK.end_of_turn_id]
+    assert turn1 != turn2
+
+
+def test_left_pad_equals_packing_to_the_longer_length():
+  rows = [[([5, 6], -1), ([7], 0), ([8, 9], 1)], [([5], -1), ([7, 7], 0)]]
+  short = episodes.pack(rows, pad_id=0, buckets=[8])
+  short["rewards"] = np.asarray([[0.0, 1.0], [1.0, 1.0]], np.float32)
+  padded = episodes.left_pad(short, 12, pad_id=0)
+  want = episodes.pack(rows, pad_id=0, buckets=[12])
+  for key in want:
+    np.testing.assert_array_equal(padded[key], want[key], err_msg=key)
+  assert padded["rewards"] is short["rewards"]  # no length axis: untouched
+  assert episodes.left_pad(short, 8, pad_id=0) is short
+  with pytest.raises(ValueError, match="8 slots long, more than 4"):
+    episodes.left_pad(short, 4, pad_id=0)
+
+
+def test_turn_metrics_and_gather_in_one_process():
+  problems = TASK.problems("test")[:2]
+  eps = episodes.Episodes(
+      problems, np.asarray([[0, 1], [1, 1]], np.float32),
+      (("a", "b"), ("a", "bb")), np.asarray([[1, 2], [3, 4]]))
+  assert (eps.start, eps.total) == (0, 2)
+  assert episodes.turn_metrics(eps) == {
+      "reward_t1": 0.5, "reward_t2": 1.0, "length_t1": 1.5,
+      "length_t2": 3.5, "delta": 0.5, "delta_i2c": 0.5, "delta_c2i": 0.0,
+      "edit_ratio": 0.25}
+  whole = episodes.gather(eps, problems)
+  assert whole.rows == problems and whole.texts == eps.texts
+  np.testing.assert_array_equal(whole.rewards, eps.rewards)
+  with pytest.raises(ValueError, match="3 rows given for a batch of 2"):
+    episodes.gather(eps, problems + problems[:1])

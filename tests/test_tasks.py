@@ -194,6 +194,24 @@ def test_arithmetic_is_deterministic_disjoint_and_strict():
     get_task("arithmetic", operators="/")
 
 
+def test_arithmetic_second_style_steps_is_a_correct_restatement():
+  steps = get_task("arithmetic", second_style="steps")
+  p = Problem(id="x", prompt="", reference="23",
+              meta={"expression": "3 + 4 * 5"})
+  assert steps.second_solution(p) == "4 * 5 = 20\n3 + 20 = 23\nAnswer: 23"
+  assert get_task("arithmetic").second_solution(p) == steps.solution(p)
+  for q in steps.problems("test"):
+    lines = steps.second_solution(q).split("\n")
+    assert steps.reward(q, "\n".join(lines)) == 1.0
+    # Every line but the answer is one true equation of two operands.
+    for line in lines[:-1]:
+      left, right = line.split(" = ")
+      assert len(left.split()) == 3
+      assert eval(left) == int(right)  # pylint: disable=eval-used
+  with pytest.raises(ValueError, match="second_style"):
+    get_task("arithmetic", second_style="twice")
+
+
 def test_procedural_reasoning_gym_task():
   pytest.importorskip("reasoning_gym")
   task = get_task("procedural:basic_arithmetic",

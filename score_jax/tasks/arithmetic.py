@@ -18,16 +18,22 @@ SPLIT_SIZES = {"train": 10_000, "test": 500}
 
 class ArithmeticTask(Task):
   """Options: min_terms, max_terms (2-4), max_operand (operands 0..max),
-  operators (subset of '+-*'), split_sizes ({split: count}), and the common
-  Task options. Test problems never appear in train."""
+  operators (subset of '+-*'), split_sizes ({split: count}), second_style
+  (the worked solution a warm start trains as turn 2: 'same' as turn 1, or
+  'steps': each reduction as its own equation, see `step_solution`), and the
+  common Task options. Test problems never appear in train."""
   name = "arithmetic"
   default_prompt = prompts.ARITHMETIC_PROMPT
   correction_instruction = prompts.ANSWER_LINE_CORRECTION
 
   def __init__(self, *, min_terms: int = 2, max_terms: int = 4,
                max_operand: int = 9, operators: str = "+-*",
-               split_sizes=None, **common):
+               split_sizes=None, second_style: str = "same", **common):
     super().__init__(**common)
+    if second_style not in ("same", "steps"):
+      raise ValueError(f"arithmetic: second_style must be 'same' or 'steps', "
+                       f"got {second_style!r}")
+    self.second_style = second_style
     if not 2 <= min_terms <= max_terms:
       raise ValueError(f"arithmetic: need 2 <= min_terms <= max_terms, got "
                        f"{min_terms}, {max_terms}")
@@ -84,6 +90,11 @@ class ArithmeticTask(Task):
   def solution(self, problem) -> str:
     return worked_solution(problem.meta["expression"])
 
+  def second_solution(self, problem) -> str:
+    if self.second_style == "steps":
+      return step_solution(problem.meta["expression"])
+    return self.solution(problem)
+
 
 def _reduce_once(tokens: list) -> list:
   """One step: the first *, else the leftmost + or -."""
@@ -108,5 +119,20 @@ def worked_solution(expression: str) -> str:
   while len(tokens) > 1:
     tokens = _reduce_once(tokens)
     lines.append("= " + " ".join(tokens))
+  lines.append(f"Answer: {tokens[0]}")
+  return "\n".join(lines)
+
+
+def step_solution(expression: str) -> str:
+  """`3 + 4 * 5` -> '4 * 5 = 20\n3 + 20 = 23\nAnswer: 23': the same
+  reductions as `worked_solution`, each written as one equation."""
+  tokens = expression.split()
+  lines = []
+  while len(tokens) > 1:
+    ops = tokens[1::2]
+    i = 2 * ops.index("*") + 1 if "*" in ops else 1
+    reduced = _reduce_once(tokens)
+    lines.append(f"{' '.join(tokens[i - 1:i + 2])} = {reduced[i - 1]}")
+    tokens = reduced
   lines.append(f"Answer: {tokens[0]}")
   return "\n".join(lines)

@@ -74,6 +74,11 @@ class Task:
     """A correct worked response in the prompt's format, when one is known."""
     return None
 
+  def second_solution(self, problem: Problem) -> Optional[str]:
+    """The correct response a warm start trains as turn 2, after the
+    correction instruction (`sft.rewrite_turn2`); by default `solution`."""
+    return self.solution(problem)
+
   def __repr__(self):
     return f"{type(self).__name__}(name={self.name!r}, seed={self.seed})"
 
