@@ -150,13 +150,14 @@ def _time_decode(config, params, prompts: np.ndarray, new_tokens: int,
   statics = dict(config=config, pad_id=0, ctx=None)
   tokens = jnp.asarray(prompts, jnp.int32)
   mask = jnp.ones(tokens.shape, bool)
+  layers = decode_lib.unstack_params(params)
   times = []
   for _ in range(2):  # first: compile
     state = decode_lib.init_state(config, batch, slots, 0, None)
-    state = decode_lib.prefill(params, state, tokens, mask, **statics)
+    state = decode_lib.prefill(params, layers, state, tokens, mask, **statics)
     jax.block_until_ready(state)
     start = time.perf_counter()
-    state = decode_lib.decode(params, state, jnp.int32(0),
+    state = decode_lib.decode(params, layers, state, jnp.int32(0),
                               jnp.int32(new_tokens), jax.random.key(2),
                               sampling=sampling.SamplingConfig(1.0),
                               stop_ids=(), **statics)

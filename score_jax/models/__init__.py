@@ -10,7 +10,7 @@ from score_jax import sharding as _sharding
 from score_jax.models.config import GLOBAL_WINDOW, ModelConfig
 from score_jax.models.presets import PRESETS, get_preset
 from score_jax.models.transformer import (CACHE_AXES, Transformer, init_cache,
-                                          positions_from_mask, write_cache)
+                                          positions_from_mask, unstack_layers)
 
 
 def _boxed_init(config: ModelConfig):
@@ -49,5 +49,6 @@ def count_params(config: ModelConfig) -> int:
 __all__ = [
     "CACHE_AXES", "GLOBAL_WINDOW", "ModelConfig", "PRESETS", "Transformer",
     "abstract_params", "count_params", "get_preset", "init_cache",
-    "init_params", "param_shardings", "positions_from_mask", "write_cache",
+    "init_params", "param_shardings", "positions_from_mask",
+    "unstack_layers",
 ]

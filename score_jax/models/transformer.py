@@ -132,33 +132,50 @@ class Attention(nn.Module):
     k = apply_rope(k, ctx["q_pos"], inv_freq)
     B, T = x.shape[:2]
     q = q.reshape(B, T, K, G, Dh)
-
-    # Keys are the cached slots (if any) followed by this block. Scores against
-    # the two parts are computed separately and joined, so the cache is only
-    # read, never copied.
-    parts = []
     if "k" in layer:
-      parts.append((layer["k"], layer["v"], ctx["cache_pos"],
-                    ctx["cache_valid"]))
-    parts.append((k, v, ctx["q_pos"], ctx["q_valid"]))
-    scores = []
-    for pk, _, pos, valid in parts:
-      s = jnp.einsum("btkgd,bskd->bkgts", q, pk.astype(dt),
-                     preferred_element_type=jnp.float32)
-      s = _softcap(s, c.attn_logit_softcap)
-      m = _mask(ctx["q_pos"], pos, valid, layer["window"])
-      scores.append(jnp.where(m[:, None, None], s, jnp.finfo(jnp.float32).min))
-    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dt)
-    out, start = 0, 0
-    for (_, pv, _, _), s in zip(parts, scores):
-      width = s.shape[-1]
-      out = out + jnp.einsum("bkgts,bskd->btkgd",
-                             probs[..., start:start + width], pv.astype(dt))
-      start += width
-    out = out.reshape(B, T, H, Dh)
+      return self._attend_cache(q, k, v, wo, layer, ctx)
+    s = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(dt),
+                   preferred_element_type=jnp.float32)
+    s = _softcap(s, c.attn_logit_softcap)
+    m = _mask(ctx["q_pos"], ctx["q_pos"], ctx["q_valid"], layer["window"])
+    s = jnp.where(m[:, None, None], s, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(s, axis=-1).astype(dt)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dt))
+    return self._project_out(out, wo), (k, v)
+
+  def _attend_cache(self, q: Array, k: Array, v: Array, wo: Array,
+                    layer: dict[str, Array],
+                    ctx: dict[str, Any]) -> tuple[Array, tuple[Array, Array]]:
+    """Writes this block's k/v [B, T, K, Dh] into the layer's cache
+    (k/v [B, K, S, Dh]) at ctx['index'], then attends over the whole cache.
+
+    The cache is laid out [B, K, S, Dh] so both attention matmuls read it as
+    is (batch dims first, no transpose of the cache); it is written in place.
+    """
+    c = self.config
+    dt = jnp.dtype(c.dtype)
+    start = (0, 0, ctx["index"], 0)
+    kc = jax.lax.dynamic_update_slice(
+        layer["k"], k.transpose(0, 2, 1, 3).astype(layer["k"].dtype), start)
+    vc = jax.lax.dynamic_update_slice(
+        layer["v"], v.transpose(0, 2, 1, 3).astype(layer["v"].dtype), start)
+    s = jnp.einsum("btkgd,bksd->bkgts", q, kc.astype(dt),
+                   preferred_element_type=jnp.float32)
+    s = _softcap(s, c.attn_logit_softcap)
+    m = _mask(ctx["q_pos"], ctx["cache_pos"], ctx["cache_valid"],
+              layer["window"])
+    s = jnp.where(m[:, None, None], s, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(s, axis=-1).astype(dt)
+    out = jnp.einsum("bkgts,bksd->btkgd", probs, vc.astype(dt))
+    return self._project_out(out, wo), (kc, vc)
+
+  def _project_out(self, out: Array, wo: Array) -> Array:
+    """Attention output [B, T, K, G, Dh] -> [B, T, D]."""
+    B, T = out.shape[:2]
+    out = out.reshape(B, T, self.config.num_heads, self.config.head_dim)
     out = constrain(out, ("batch", "length", "act_heads", None), self.sharding)
-    y = jnp.einsum("bthk,hkd->btd", out, wo.astype(dt))
-    return y, (k, v)
+    return jnp.einsum("bthk,hkd->btd", out, wo.astype(jnp.dtype(
+        self.config.dtype)))
 
 
 class MLP(nn.Module):
@@ -239,10 +256,20 @@ class Transformer(nn.Module):
 
   def __call__(self, tokens: Array, positions: Array, mask: Array,
                cache: Optional[Cache] = None,
-               return_hidden: bool = False) -> tuple[Array, Optional[Cache]]:
+               return_hidden: bool = False,
+               layers: Optional[tuple[Any, ...]] = None
+               ) -> tuple[Array, Optional[Cache]]:
     """tokens int32[B, T], positions int32[B, T], mask bool[B, T] (False on
     padding). With a cache, the block is written at slot cache['index'] and
-    attends to every valid earlier slot."""
+    attends to every valid earlier slot.
+
+    Without a cache (training, reference log-probs) the layers run as one
+    scan over the stacked params. With a cache (prefill, decode) they run
+    unrolled, layer i on its own params and its own cache buffers, so a
+    decode step slices nothing out of a stacked array; `layers`
+    (`unstack_layers(params)`) passes the per-layer params ready-made, so a
+    decode loop slices the stacked weights once, outside the loop.
+    """
     c = self.config
     dt = jnp.dtype(c.dtype)
     # Look rows up in a whole (all-gathered, compute-dtype) table: a lookup
@@ -253,19 +280,55 @@ class Transformer(nn.Module):
     x = jnp.take(table, tokens, axis=0)
     x = x * jnp.asarray(c.embed_scale, dt)
     x = constrain(x, ("batch", "length", "act_embed"), self.sharding)
-    layer = {k: jnp.asarray(v) for k, v in c.layer_arrays().items()}
     ctx = {"q_pos": positions.astype(jnp.int32), "q_valid": mask.astype(bool)}
-    if cache is not None:
-      layer["k"], layer["v"] = cache["k"], cache["v"]
-      ctx["cache_pos"], ctx["cache_valid"] = cache["pos"], cache["valid"]
-    x, (k, v) = self.layers(x, layer, ctx)
-    x = self.final_norm(x)
     new_cache = None
-    if cache is not None:
-      new_cache = write_cache(cache, k, v, ctx["q_pos"], ctx["q_valid"])
+    if cache is None:
+      if layers is not None:
+        raise ValueError("Transformer: `layers` is for cached calls only "
+                         "(the uncached forward scans the stacked params)")
+      layer = {k: jnp.asarray(v) for k, v in c.layer_arrays().items()}
+      x, _ = self.layers(x, layer, ctx)
+    else:
+      x, new_cache = self._cached_layers(x, ctx, cache, layers)
+    x = self.final_norm(x)
     if return_hidden:
       return x, new_cache
     return self.logits(x), new_cache
+
+  def _cached_layers(self, x: Array, ctx: dict[str, Any], cache: Cache,
+                     layers: Optional[tuple[Any, ...]]) -> tuple[Array, Cache]:
+    """The layers unrolled over a cache: x [B, T, D] -> x, new cache."""
+    c = self.config
+    if layers is None:
+      if self.is_initializing():
+        raise ValueError("Transformer: initialise without a cache "
+                         "(models.init_params)")
+      layers = unstack_layers(self.variables["params"])
+    if len(layers) != c.num_layers:
+      raise ValueError(f"Transformer: got params for {len(layers)} layers, "
+                       f"the config has {c.num_layers}")
+    if len(cache["k"]) != c.num_layers:
+      raise ValueError(f"Transformer: the cache holds {len(cache['k'])} "
+                       f"layers, the config has {c.num_layers} "
+                       "(models.init_cache makes one)")
+    i = cache["index"]
+    pos = jax.lax.dynamic_update_slice(cache["pos"], ctx["q_pos"], (0, i))
+    valid = jax.lax.dynamic_update_slice(cache["valid"], ctx["q_valid"],
+                                         (0, i))
+    ctx = dict(ctx, cache_pos=pos, cache_valid=valid, index=i)
+    # The same (unbound) layer module applied to each layer's params; the
+    # per-layer settings are constants of the unrolled program.
+    block = Block(c, self.sharding, parent=None)
+    settings = c.layer_arrays()
+    ks, vs = [], []
+    for l, params in enumerate(layers):
+      layer = {k: jnp.asarray(a[l]) for k, a in settings.items()}
+      layer["k"], layer["v"] = cache["k"][l], cache["v"][l]
+      x, (k, v) = block.apply({"params": params}, x, layer, ctx)
+      ks.append(k)
+      vs.append(v)
+    return x, {"k": tuple(ks), "v": tuple(vs), "pos": pos, "valid": valid,
+               "index": i + x.shape[1]}
 
   def logits(self, hidden: Array) -> Array:
     """Final-normed hidden [B, T, D] -> float32 logits [B, T, V]."""
@@ -280,12 +343,16 @@ class Transformer(nn.Module):
 
 
 # --------------------------------------------------------------------------
-# KV cache: k/v [L, B, S, K, Dh], pos int32[B, S], valid bool[B, S], index
-# int32[] (next slot to write; every row advances together).
+# KV cache: k/v one buffer per layer (tuples of L arrays [B, K, S, Dh]),
+# pos int32[B, S], valid bool[B, S], index int32[] (next slot to write; every
+# row advances together). Per-layer buffers let the unrolled cached layers
+# read and write each layer's K/V in place (a stacked [L, ...] cache would be
+# sliced per layer); [B, K, S, Dh] is the layout both attention matmuls read
+# without a transpose.
 
 CACHE_AXES = {
-    "k": ("layers", "batch", "cache_length", "kv_heads", "head_dim"),
-    "v": ("layers", "batch", "cache_length", "kv_heads", "head_dim"),
+    "k": ("batch", "kv_heads", "cache_length", "head_dim"),  # each layer's
+    "v": ("batch", "kv_heads", "cache_length", "head_dim"),
     "pos": ("batch", "cache_length"),
     "valid": ("batch", "cache_length"),
     "index": (),
@@ -296,27 +363,24 @@ def init_cache(config: ModelConfig, batch: int, length: int,
                dtype: Any = None) -> Cache:
   """An empty cache with `length` slots; dtype defaults to the compute dtype."""
   dtype = jnp.dtype(dtype or config.dtype)
-  shape = (config.num_layers, batch, length, config.num_kv_heads,
-           config.head_dim)
+  shape = (batch, config.num_kv_heads, length, config.head_dim)
+  layers = config.num_layers
   return {
-      "k": jnp.zeros(shape, dtype),
-      "v": jnp.zeros(shape, dtype),
+      "k": tuple(jnp.zeros(shape, dtype) for _ in range(layers)),
+      "v": tuple(jnp.zeros(shape, dtype) for _ in range(layers)),
       "pos": jnp.zeros((batch, length), jnp.int32),
       "valid": jnp.zeros((batch, length), bool),
       "index": jnp.zeros((), jnp.int32),
   }
 
 
-def write_cache(cache: Cache, k: Array, v: Array, positions: Array,
-                mask: Array) -> Cache:
-  """Writes a block (k/v [L, B, T, K, Dh]) at cache['index'] and advances it."""
-  i = cache["index"]
-  return {
-      "k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype),
-                                        (0, 0, i, 0, 0)),
-      "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype),
-                                        (0, 0, i, 0, 0)),
-      "pos": jax.lax.dynamic_update_slice(cache["pos"], positions, (0, i)),
-      "valid": jax.lax.dynamic_update_slice(cache["valid"], mask, (0, i)),
-      "index": i + k.shape[2],
-  }
+def unstack_layers(params: Any) -> tuple[Any, ...]:
+  """The scanned layers' params (params['layers'], leaves [L, ...]) as a
+  tuple of L per-layer trees (copies: call it once, outside a decode loop)."""
+  stacked = nn.unbox(params["layers"])
+  num = {a.shape[0] for a in jax.tree.leaves(stacked)}
+  if len(num) != 1:
+    raise ValueError(f"unstack_layers: params['layers'] leaves disagree on "
+                     f"the number of layers: {sorted(num)}")
+  return tuple(jax.tree.map(lambda a, l=l: a[l], stacked)
+               for l in range(num.pop()))

@@ -3,7 +3,8 @@
 The sampler state holds the KV cache and, slot for slot, the sequence being
 built (cache slot s is column s of the rollout's tokens):
 
-  cache        the model cache (k/v [L, B, S, K, Dh], pos/valid [B, S], index)
+  cache        the model cache (k/v: L buffers [B, K, S, Dh], pos/valid
+               [B, S], index; models.init_cache)
   tokens       int32[B, S]   ids (pad_id on slots that hold nothing)
   turn         int32[B, S]   turn that sampled the slot, -1 if not sampled
   logprobs     float32[B, S] sampling log-prob of sampled slots, 0 elsewhere
@@ -15,6 +16,13 @@ The cache's `valid` is the rollout's valid mask, its `pos` the positions.
 Each function takes the state donated and returns the new one, so XLA updates
 the cache in place: a decode step writes one K/V slot per layer, never copies
 the cache.
+
+The model runs its cached layers unrolled, each on its own weights. Those
+come from `unstack_params` (one program, once per rollout): slicing the
+stacked [L, ...] weights inside the decode loop copies every layer's weights
+every step, and slicing them inside the decode program, before its loop,
+puts them in that program's one large temporary buffer, which the CPU
+backend maps and faults in afresh on every call.
 
 Every jitted function counts its traces (one trace = one compiled program) in
 `TRACE_COUNTS`, so a run can report how many programs it compiled.
@@ -36,6 +44,7 @@ from score_jax.sharding import ShardingCtx, constrain
 
 Array = jax.Array
 State = dict[str, Any]
+Layers = tuple[Any, ...]  # per-layer param trees (unstack_params)
 
 # Traces (= compiled programs) per jitted sampler function, since import.
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -54,8 +63,10 @@ def _constrain_state(state: State, ctx: Optional[ShardingCtx]) -> State:
   if ctx is None:
     return state
   out = {k: constrain(state[k], names, ctx) for k, names in _ROW_AXES.items()}
-  out["cache"] = {k: constrain(v, models.CACHE_AXES[k], ctx)
-                  for k, v in state["cache"].items()}
+  out["cache"] = {
+      k: (tuple(constrain(x, models.CACHE_AXES[k], ctx) for x in v)
+          if isinstance(v, tuple) else constrain(v, models.CACHE_AXES[k], ctx))
+      for k, v in state["cache"].items()}
   return out
 
 
@@ -92,8 +103,16 @@ def init_state(config: ModelConfig, batch: int, length: int, pad_id: int,
   return _constrain_state(state, ctx)
 
 
-def _prefill(params: Any, state: State, tokens: Array, mask: Array,
-             config: ModelConfig, pad_id: int,
+@jax.jit
+@_counted
+def unstack_params(params: Any) -> Layers:
+  """The per-layer weights the sampler runs on: one tree per layer
+  (models.unstack_layers), copied out of the stacked params once."""
+  return models.unstack_layers(params)
+
+
+def _prefill(params: Any, layers: Layers, state: State, tokens: Array,
+             mask: Array, config: ModelConfig, pad_id: int,
              ctx: Optional[ShardingCtx]) -> State:
   """Appends a block (tokens int32[B, T], mask bool[B, T]) at the cache index.
 
@@ -104,7 +123,8 @@ def _prefill(params: Any, state: State, tokens: Array, mask: Array,
   mask = mask.astype(bool)
   positions = state["next_pos"][:, None] + models.positions_from_mask(mask)
   hidden, cache = model.apply({"params": params}, tokens, positions, mask,
-                              cache=state["cache"], return_hidden=True)
+                              cache=state["cache"], return_hidden=True,
+                              layers=layers)
   last = model.apply({"params": params}, hidden[:, -1:],
                      method=models.Transformer.logits)[:, 0]
   slot = state["cache"]["index"]
@@ -119,11 +139,13 @@ def _prefill(params: Any, state: State, tokens: Array, mask: Array,
 @functools.partial(jax.jit, static_argnames=("config", "pad_id", "ctx"),
                    donate_argnames=("state",))
 @_counted
-def prefill(params: Any, state: State, tokens: Array, mask: Array, *,
-            config: ModelConfig, pad_id: int,
+def prefill(params: Any, layers: Layers, state: State, tokens: Array,
+            mask: Array, *, config: ModelConfig, pad_id: int,
             ctx: Optional[ShardingCtx] = None) -> State:
-  """Prefills a block of int32[B, T] (mask bool[B, T]) at the cache index."""
-  return _prefill(params, state, tokens, mask, config, pad_id, ctx)
+  """Prefills a block of int32[B, T] (mask bool[B, T]) at the cache index.
+
+  layers: unstack_params(params)."""
+  return _prefill(params, layers, state, tokens, mask, config, pad_id, ctx)
 
 
 @functools.partial(jax.jit,
@@ -131,7 +153,8 @@ def prefill(params: Any, state: State, tokens: Array, mask: Array, *,
                                     "ctx"),
                    donate_argnames=("state",))
 @_counted
-def append_followup(params: Any, state: State, followup: Array, *,
+def append_followup(params: Any, layers: Layers, state: State,
+                    followup: Array, *,
                     config: ModelConfig, pad_id: int,
                     end_of_turn_id: Optional[int],
                     ctx: Optional[ShardingCtx] = None) -> State:
@@ -149,7 +172,7 @@ def append_followup(params: Any, state: State, followup: Array, *,
     eot = jnp.full((batch, 1), end_of_turn_id, jnp.int32)
     block = jnp.concatenate([eot, block], axis=1)
     mask = jnp.concatenate([~state["done"][:, None], mask], axis=1)
-  return _prefill(params, state, block, mask, config, pad_id, ctx)
+  return _prefill(params, layers, state, block, mask, config, pad_id, ctx)
 
 
 @functools.partial(jax.jit,
@@ -157,11 +180,13 @@ def append_followup(params: Any, state: State, followup: Array, *,
                                     "pad_id", "ctx"),
                    donate_argnames=("state",))
 @_counted
-def decode(params: Any, state: State, turn: Array, budget: Array, rng: Array,
-           *, config: ModelConfig, sampling: SamplingConfig,
+def decode(params: Any, layers: Layers, state: State, turn: Array,
+           budget: Array, rng: Array, *, config: ModelConfig, sampling: SamplingConfig,
            stop_ids: tuple[int, ...], pad_id: int,
            ctx: Optional[ShardingCtx] = None) -> State:
   """Samples one turn: up to `budget` tokens per row from the cache index.
+
+  layers: unstack_params(params), the per-layer weights the loop reads.
 
   turn and budget are int32 scalars (dynamic: one program serves every turn
   and budget). A row is done after sampling any of stop_ids; its later slots
@@ -188,7 +213,7 @@ def decode(params: Any, state: State, turn: Array, budget: Array, rng: Array,
     slot = state["cache"]["index"]
     logits, cache = model.apply({"params": params}, token[:, None],
                                 state["next_pos"][:, None], live[:, None],
-                                cache=state["cache"])
+                                cache=state["cache"], layers=layers)
 
     def put(buf, column):
       return jax.lax.dynamic_update_slice(buf, column[:, None], (0, slot))
@@ -214,7 +239,7 @@ def decode(params: Any, state: State, turn: Array, budget: Array, rng: Array,
                                              "ctx"),
                    donate_argnames=("state",))
 @_counted
-def refill(params: Any, state: State, *, config: ModelConfig, length: int,
+def refill(params: Any, layers: Layers, state: State, *, config: ModelConfig, length: int,
            pad_id: int, ctx: Optional[ShardingCtx] = None) -> State:
   """Rebuilds the cache by prefilling slots [0, length) again from scratch.
 
@@ -222,10 +247,11 @@ def refill(params: Any, state: State, *, config: ModelConfig, length: int,
   result equals the state it was given (up to float rounding).
   """
   batch, slots = state["tokens"].shape
-  fresh = models.init_cache(config, batch, slots, state["cache"]["k"].dtype)
+  fresh = models.init_cache(config, batch, slots,
+                            state["cache"]["k"][0].dtype)
   tokens = state["tokens"][:, :length]
   mask = state["cache"]["valid"][:, :length]
   out = dict(state, cache=fresh, next_pos=jnp.zeros_like(state["next_pos"]))
-  out = _prefill(params, out, tokens, mask, config, pad_id, ctx)
+  out = _prefill(params, layers, out, tokens, mask, config, pad_id, ctx)
   out["cache"] = dict(out["cache"], index=state["cache"]["index"])
   return out

@@ -236,17 +236,19 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
     tokens = jax.device_put(tokens, batch_sharding(ctx, tokens.shape))
     mask = jax.device_put(mask, batch_sharding(ctx, mask.shape))
   state = _decode.init_state(config, batch, length, pad_id, ctx)
-  state = _decode.prefill(params, state, tokens, mask, **statics)
+  layers = _decode.unstack_params(params)
+  state = _decode.prefill(params, layers, state, tokens, mask, **statics)
   stopped = []
   for t in range(num_turns):
     if t > 0:
       state = _decode.append_followup(
-          params, state, jnp.asarray(followups[t - 1], jnp.int32),
+          params, layers, state, jnp.asarray(followups[t - 1], jnp.int32),
           end_of_turn_id=end_of_turn_id, **statics)
       if not reuse_cache:
-        state = _decode.refill(params, state,
+        state = _decode.refill(params, layers, state,
                                length=int(state["cache"]["index"]), **statics)
-    state = _decode.decode(params, state, jnp.int32(t), jnp.int32(budgets[t]),
+    state = _decode.decode(params, layers, state, jnp.int32(t),
+                           jnp.int32(budgets[t]),
                            jax.random.fold_in(rng, t), sampling=sampling,
                            stop_ids=stops, **statics)
     # Copied: the next call donates (deletes) the state's buffers.
