@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 from absl import logging
 import jax
@@ -93,6 +93,40 @@ def load_policy(config: ml_collections.ConfigDict,
   return model_config, params, tokenizer
 
 
+def check_process_split(config: ml_collections.ConfigDict,
+                        stages: list[configs_lib.Stage],
+                        ctx: sharding_lib.ShardingCtx) -> None:
+  """Several processes: each must own one contiguous block of a batch's rows
+  (`sharding.process_rows` raises otherwise) and, of the rollout, a disjoint
+  block of whole prompt groups (its rewards are summed into the metrics
+  once; Pair-SFT pairs samples within a group). Raises ValueError naming
+  the config fields to change."""
+  def blocks(rows):
+    sharding = sharding_lib.batch_sharding(ctx, (rows,))
+    return [sharding_lib.process_rows(sharding, (rows,), process=p)
+            for p in range(jax.process_count())]
+
+  blocks(config.sft.batch_size)
+  if all(s.name == "sft" for s in stages):
+    return
+  r = config.rollout
+  k, rows = r.samples_per_prompt, r.prompts_per_step * r.samples_per_prompt
+  owned = blocks(rows)
+  if sum(hi - lo for lo, hi in owned) != rows:
+    data_ways = ctx.mesh.shape["data"] * ctx.mesh.shape["fsdp"]
+    raise ValueError(
+        f"{jax.process_count()} processes: the rollout's {rows} rows "
+        f"(rollout.prompts_per_step x samples_per_prompt) must split over the "
+        f"{data_ways} data-parallel devices (mesh data x fsdp) so that each "
+        f"host owns its own rows; make the rows a multiple of {data_ways}")
+  if any(lo % k or hi % k for lo, hi in owned):
+    raise ValueError(
+        f"{jax.process_count()} processes own rows {owned} of the rollout: "
+        f"each host needs whole groups of samples_per_prompt={k}; make "
+        f"rollout.prompts_per_step ({r.prompts_per_step}) a multiple of the "
+        f"number of processes")
+
+
 def _chat_format(config) -> dict[str, str]:
   fmt = config.tokenizer.chat_format
   return {"chat_format": fmt} if fmt else {}
@@ -121,7 +155,7 @@ class Trainer:
           "devices: the batch is replicated on every device, not split", rows,
           data_ways)
     if jax.process_count() > 1:
-      self._check_process_split(data_ways)
+      check_process_split(config, self.stages, self.ctx)
     self.model_config, params, self.tokenizer = load_policy(config, self.ctx)
     self.model = models.Transformer(self.model_config, sharding=self.ctx)
     self.task = tasks_lib.get_task(config.task.name,
@@ -174,38 +208,11 @@ class Trainer:
   def step_rng(self, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), step)
 
-  def batch_rows(self, rows: int,
-                 process: Optional[int] = None) -> tuple[int, int]:
-    """[start, stop): the rows of a `rows`-row batch that `process` (default:
-    this one) owns under the batch sharding; all of them in one process."""
+  def batch_rows(self, rows: int) -> tuple[int, int]:
+    """[start, stop): the rows of a `rows`-row batch that this process owns
+    under the batch sharding; all of them in one process."""
     return sharding_lib.process_rows(
-        sharding_lib.batch_sharding(self.ctx, (rows,)), (rows,),
-        process=process)
-
-  def _check_process_split(self, data_ways: int) -> None:
-    """Several processes: each owns one contiguous block of a batch's rows
-    (`process_rows` raises otherwise), and of the rollout a disjoint block
-    of whole prompt groups (its rewards are summed into the metrics once,
-    Pair-SFT pairs samples within a group)."""
-    self.batch_rows(self.config.sft.batch_size)
-    if all(s.name == "sft" for s in self.stages):
-      return
-    r = self.config.rollout
-    k, rows = r.samples_per_prompt, r.prompts_per_step * r.samples_per_prompt
-    blocks = [self.batch_rows(rows, p) for p in range(jax.process_count())]
-    if sum(hi - lo for lo, hi in blocks) != rows:
-      raise ValueError(
-          f"{jax.process_count()} processes: the rollout's {rows} rows "
-          f"(rollout.prompts_per_step x samples_per_prompt) must split over "
-          f"the {data_ways} data-parallel devices (mesh data x fsdp) so that "
-          f"each host owns its own rows; make the rows a multiple of "
-          f"{data_ways}")
-    if any(lo % k or hi % k for lo, hi in blocks):
-      raise ValueError(
-          f"{jax.process_count()} processes own rows {blocks} of the "
-          f"rollout: each host needs whole groups of samples_per_prompt={k}; "
-          f"make rollout.prompts_per_step ({r.prompts_per_step}) a multiple "
-          f"of the number of processes")
+        sharding_lib.batch_sharding(self.ctx, (rows,)), (rows,))
 
   # -- device steps -------------------------------------------------------
 

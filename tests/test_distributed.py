@@ -2,7 +2,8 @@
 
 The loopback test starts two Python processes (4 forced CPU devices each),
 joins them through `initialize`, and checks a jitted reduction over a (2, 4)
-mesh spanning all 8 devices and the cross-process metric mean. This file is
+mesh spanning all 8 devices, the cross-process metric mean, and the pieces
+the trainer uses under several processes (row blocks, sums, gathers). This file is
 also the worker script: `python test_distributed.py PORT PROCESS_ID`.
 """
 
@@ -138,6 +139,9 @@ def test_initialize_single_process_starts_nothing():
     distributed.mean_metrics({"a": 3.0}, weight=0)
   gathered = distributed.gather_metrics({"n": 7})
   assert list(gathered) == ["n"] and gathered["n"].tolist() == [7.0]
+  # One process: values as given (not through float32), one JSON value.
+  assert distributed.sum_metrics({"third": 1 / 3}) == {"third": 1 / 3}
+  assert distributed.gather_json({"a": [1, "b"]}) == [{"a": [1, "b"]}]
 
 
 def test_initialize_after_jax_started_says_how_to_fix():
@@ -192,6 +196,7 @@ def _worker(port: int, process_id: int) -> None:
   except ValueError as e:
     mismatch = str(e)
   print(json.dumps({
+      "multihost": _multihost_helpers(process_id, mesh, spec, x),
       "plan": [p.source, p.num_processes, p.process_id],
       "again": [again.source, again.num_processes, again.process_id],
       "conflict": conflict,
@@ -208,6 +213,64 @@ def _worker(port: int, process_id: int) -> None:
                    distributed.gather_metrics({"solved": 3 + process_id,
                                                "rows": 10}).items()},
   }), flush=True)
+
+
+def _multihost_helpers(process_id, mesh, spec, x) -> dict:
+  """What the trainer's multi-process pieces give in one of the two
+  processes: row blocks, host copies, sums, JSON gathers, episodes."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from score_jax import configs, episodes, sharding, train  # pylint: disable=g-import-not-at-top
+  from score_jax.tasks import Problem  # pylint: disable=g-import-not-at-top
+
+  out = {"rows": sharding.process_rows(spec, x.shape),
+         "other_rows": sharding.process_rows(spec, x.shape,
+                                             process=1 - process_id),
+         "host": sharding.host_rows(x).tolist()}
+  # Hosts interleaved along the batch: no contiguous block to own.
+  devices = np.asarray(jax.devices()).reshape(2, 4).T.reshape(1, 8, 1)
+  try:
+    sharding.process_rows(NamedSharding(Mesh(devices, sharding.MESH_AXES),
+                                        P(("data", "fsdp"))), (8,))
+  except ValueError as e:
+    out["interleaved"] = str(e)
+  out["sums"] = distributed.sum_metrics({"n": process_id + 1,
+                                         "third": 1 / 3})
+  out["json"] = distributed.gather_json({"p": process_id,
+                                         "s": "é\n" * process_id})
+  # Unequal blocks (1 row and 3 rows of 4): the means are of the sums.
+  problems = [Problem(id=str(i), prompt=f"q{i}", reference=str(i))
+              for i in range(4)]
+  at = slice(0, 1) if process_id == 0 else slice(1, 4)
+  rewards = np.asarray([[0, 1, 1, 1], [1, 1, 1, 0]], np.float32)[:, at]
+  texts = (("a", "b", "c", "d")[at], ("a", "bb", "x", "d")[at])
+  lengths = np.asarray([[1, 2, 3, 4], [5, 6, 7, 8]])[:, at]
+  eps = episodes.Episodes(problems[at], rewards, texts, lengths,
+                          start=at.start, total=4)
+  out["turn_metrics"] = episodes.turn_metrics(eps)
+  whole = episodes.gather(eps, problems)
+  out["gathered"] = {"ids": [p.id for p in whole.rows],
+                     "rewards": whole.rewards.tolist(),
+                     "texts": [list(t) for t in whole.texts],
+                     "lengths": whole.lengths.tolist()}
+  # The trainer's start-up check of how the rollout splits over the hosts.
+  ctx = sharding.ShardingCtx(mesh)
+  errors = {}
+  for prompts, k in ((4, 2), (3, 1), (3, 2)):
+    config = configs.base_config()
+    config.rollout = ml_collections.ConfigDict(
+        {"prompts_per_step": prompts, "samples_per_prompt": k})
+    config.sft.batch_size = 8
+    try:
+      train.check_process_split(config, configs.parse_schedule("stage1:1"),
+                                ctx)
+      errors[f"{prompts}x{k}"] = None
+    except ValueError as e:
+      errors[f"{prompts}x{k}"] = str(e)
+  out["split_errors"] = errors
+  return out
 
 
 def test_two_processes_on_loopback():
@@ -246,6 +309,40 @@ def test_two_processes_on_loopback():
     assert out["weighted"] == pytest.approx({"acc": 1 / 3, "loss": 5 / 3})
     assert "processes passed different metric names" in out["mismatch"]
     assert out["gathered"] == {"rows": [10.0, 10.0], "solved": [3.0, 4.0]}
+    _check_multihost_helpers(i, out["multihost"], full)
+
+
+def _check_multihost_helpers(i, out, full):
+  assert out["rows"] == ([0, 4] if i == 0 else [4, 8])
+  assert out["other_rows"] == ([4, 8] if i == 0 else [0, 4])
+  assert out["host"] == full[4 * i:4 * i + 4]
+  assert "not one contiguous block" in out["interleaved"]
+  assert out["sums"]["n"] == 3.0
+  # Carried as float32 value + residual: not rounded to float32.
+  assert abs(out["sums"]["third"] - 2 / 3) < 1e-13
+  assert out["json"] == [{"p": 0, "s": ""}, {"p": 1, "s": "é\n"}]
+  # Rewards >= 0.5 of 4 rows: t1 3/4, t2 3/4; a mean of the two blocks'
+  # means would give t1 (0 + 1) / 2 = 1/2.
+  metrics = out["turn_metrics"]
+  assert metrics["reward_t1"] == 0.75 and metrics["reward_t2"] == 0.75
+  assert metrics["delta"] == 0.0
+  assert metrics["delta_i2c"] == 0.25 and metrics["delta_c2i"] == 0.25
+  assert metrics["length_t1"] == 2.5 and metrics["length_t2"] == 6.5
+  # edit ratios: a/a 0, b/bb 1/2, c/x 1, d/d 0.
+  assert metrics["edit_ratio"] == pytest.approx(0.375, abs=1e-12)
+  assert out["gathered"] == {
+      "ids": ["0", "1", "2", "3"],
+      "rewards": [[0, 1, 1, 1], [1, 1, 1, 0]],
+      "texts": [["a", "b", "c", "d"], ["a", "bb", "x", "d"]],
+      "lengths": [[1, 2, 3, 4], [5, 6, 7, 8]]}
+  errors = out["split_errors"]
+  assert errors["4x2"] is None
+  # 3 rows do not split over data=2: every host would hold all of them.
+  assert "must split over the 8 data-parallel devices" in errors["3x1"]
+  assert "make the rows a multiple of 8" in errors["3x1"]
+  # 6 rows split 3 + 3: a group of 2 samples would straddle the hosts.
+  assert "own rows [(0, 3), (3, 6)]" in errors["3x2"]
+  assert "whole groups of samples_per_prompt=2" in errors["3x2"]
 
 
 if __name__ == "__main__":
