@@ -13,9 +13,10 @@ the data axes and each process owns one contiguous block of its rows
 (`sharding.process_rows`, a function of the mesh and the process index
 only): it scores and packs those rows on its host, and the global batch is
 assembled from the blocks (`jax.make_array_from_process_local_data`).
-Sampling is one globally sharded computation whose random draws cover the
-whole batch (see `sampling.rollout`), so the batch -- prompts, order and the
-tokens sampled for each row -- is the same for any number of processes.
+Sampling is one globally sharded computation in which each row's random
+draw is keyed by its index in the global batch (see `sampling.rollout`), so
+the batch -- prompts, order and the tokens sampled for each row -- is the
+same for any number of processes.
 Metrics are sums over processes divided by the batch size; checkpoints are
 written by all processes together; process 0 alone writes metrics.jsonl,
 TensorBoard, samples/, eval reports and plots, and shows the progress bar.

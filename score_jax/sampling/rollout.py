@@ -188,11 +188,12 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
 
   Several JAX processes (multi-host) each call this with the same prompts
   and key: the rollout is one globally sharded computation, each host's
-  devices sampling their block of rows. Randomness is drawn for the whole
-  [B, V] batch from `rng` (per turn and decode step), so which process
-  holds a row never changes what is sampled for it: 2 hosts x 4 devices
-  sample exactly what 1 host x 8 devices does. Texts are decoded only for
-  this host's rows (`Rollout.rows`), where its rewards are computed.
+  devices sampling their block of rows. Row b's draw at a decode step is
+  keyed by fold_in(step key, b) with b its index in the global batch
+  (`rules.sample_logits`), so which process (or device) holds a row never
+  changes what is sampled for it: 2 hosts x 4 devices sample exactly what
+  1 host x 8 devices does. Texts are decoded only for this host's rows
+  (`Rollout.rows`), where its rewards are computed.
 
   reuse_cache=False re-prefills the whole sequence before each turn
   instead of appending to the cache (same result; kept to measure).
