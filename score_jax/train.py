@@ -224,12 +224,20 @@ class Trainer:
       fn = step_lib.make_train_step(
           self.model, loss_config, self.optimizer,
           step_lib.StepConfig(self.config.step.micro_batches,
-                              self.config.step.logits_chunk))
+                              self.config.step.logits_chunk,
+                              self._train_temperature(stage)))
       shardings = step_lib.batch_shardings(batch, self.ctx)
       self._steps[key] = (step_lib.jit_train_step(
           fn, self.state_shardings, self.param_shardings, shardings,
           self.ctx), shardings)
     return self._steps[key]
+
+  def _train_temperature(self, stage: str) -> float:
+    """The RL stages learn the policy their rollouts sample from,
+    softmax(logits / T); supervised stages and greedy rollouts (T = 0) use
+    the plain softmax."""
+    t = self.config.rollout.temperature
+    return 1.0 if stage in configs_lib.SFT_STAGES or t <= 0 else float(t)
 
   def global_batch(self, batch: dict[str, np.ndarray], rows: int,
                    start: int) -> dict[str, jax.Array]:

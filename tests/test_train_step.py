@@ -126,3 +126,36 @@ def test_sft_stage_needs_no_reference():
     state, metrics = fn(state, None, batch, jnp.float32(3e-3))
     losses_seen.append(float(metrics["loss"]))
   assert losses_seen[-1] < losses_seen[0]
+
+
+def test_tempered_stats_are_those_of_the_sampling_policy():
+  """StepConfig.temperature T: log-probs, entropy and KL of softmax(logits/T),
+  the distribution the sampler drew from at T (sampling/rules.py)."""
+  model = models.Transformer(CONFIG)
+  params = models.init_params(CONFIG, jax.random.key(0))
+  ref_params = models.init_params(CONFIG, jax.random.key(1))
+  batch = make_batch(rows=4)
+  t = 2.5
+  got = step_lib.token_stats(model, params, ref_params, batch, temperature=t)
+
+  def tempered_logp(p):
+    logits, _ = model.apply({"params": p}, batch["tokens"],
+                            batch["positions"], batch["valid"])
+    return jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32) / t, -1)
+  logp, ref_logp = tempered_logp(params), tempered_logp(ref_params)
+  targets = batch["tokens"][:, 1:, None]
+  np.testing.assert_allclose(
+      got["logprobs"][:, 1:], jnp.take_along_axis(logp, targets, -1)[..., 0],
+      atol=1e-5)
+  np.testing.assert_allclose(
+      got["ref_logprobs"][:, 1:],
+      jnp.take_along_axis(ref_logp, targets, -1)[..., 0], atol=1e-5)
+  np.testing.assert_allclose(
+      got["entropy"][:, 1:], -jnp.sum(jnp.exp(logp) * logp, -1), atol=1e-5)
+  np.testing.assert_allclose(
+      got["full_kl"][:, 1:],
+      jnp.sum(jnp.exp(logp) * (logp - ref_logp), -1), atol=1e-5)
+  plain = step_lib.token_stats(model, params, ref_params, batch)
+  assert not np.allclose(plain["logprobs"], got["logprobs"], atol=1e-3)
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    step_lib.StepConfig(temperature=0.0)

@@ -57,25 +57,38 @@ def split_micro_batches(batch: Batch, num: int, k: int) -> Batch:
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
   """micro_batches: gradient accumulation steps per update. logits_chunk:
-  sequence positions whose logits are materialised at once (0: all)."""
+  sequence positions whose logits are materialised at once (0: all).
+  temperature: the rollouts' sampling temperature T. Log-probs, KL and
+  entropy are those of the policy that sampled, softmax(logits / T), so the
+  policy gradient stays on-policy (greedy decoding does not depend on T)."""
   micro_batches: int = 1
   logits_chunk: int = 0
+  temperature: float = 1.0
+
+  def __post_init__(self):
+    if not self.temperature > 0:
+      raise ValueError(f"StepConfig.temperature must be > 0, got "
+                       f"{self.temperature} (greedy rollouts train as T=1)")
 
 
 def token_stats(model: models.Transformer, params: Any,
                 ref_params: Optional[Any], batch: Batch,
-                logits_chunk: int = 0) -> dict[str, jax.Array]:
+                logits_chunk: int = 0,
+                temperature: float = 1.0) -> dict[str, jax.Array]:
   """Per-token float32[B, L] stats from ONE forward over the whole two-turn
   sequence: 'logprobs', 'entropy', and with ref_params 'ref_logprobs' and
-  'full_kl' (the reference is never differentiated)."""
+  'full_kl' (the reference is never differentiated), all of the policies
+  softmax(logits / temperature)."""
   def hidden(p):
     h, _ = model.apply({"params": p}, batch["tokens"], batch["positions"],
                        batch["valid"], return_hidden=True)
     return h
 
   def logits_fn(p):
-    return lambda h: model.apply({"params": p}, h,
-                                 method=models.Transformer.logits)
+    def logits(h):
+      out = model.apply({"params": p}, h, method=models.Transformer.logits)
+      return out if temperature == 1.0 else out / temperature
+    return logits
 
   ref = {}
   if ref_params is not None:
@@ -106,7 +119,8 @@ def make_train_step(model: models.Transformer,
 
   def micro_loss(params, ref_params, micro, denominator):
     stats = token_stats(model, params, ref_params if needs_ref else None,
-                        micro, step_config.logits_chunk)
+                        micro, step_config.logits_chunk,
+                        step_config.temperature)
     return losses.score_loss(
         stats["logprobs"], stats.get("ref_logprobs"), micro, loss_config,
         full_kl=stats.get("full_kl"), entropy=stats["entropy"],
