@@ -149,24 +149,31 @@ class Attention(nn.Module):
     """Writes this block's k/v [B, T, K, Dh] into the layer's cache
     (k/v [B, K, S, Dh]) at ctx['index'], then attends over the whole cache.
 
-    The cache is laid out [B, K, S, Dh] so both attention matmuls read it as
-    is (batch dims first, no transpose of the cache); it is written in place.
+    The cache is laid out [B, K, S, Dh] and the queries of a kv head are
+    merged into one [G * T] axis, so both attention matmuls are plain
+    batched matmuls over (b, k) that read the cache as is. (With separate g
+    and t axes XLA's CPU backend ran them ~2.7x slower, at T = 1 and 64.)
+    The cache is written in place.
     """
     c = self.config
     dt = jnp.dtype(c.dtype)
+    B, T, K, G, Dh = q.shape
     start = (0, 0, ctx["index"], 0)
     kc = jax.lax.dynamic_update_slice(
         layer["k"], k.transpose(0, 2, 1, 3).astype(layer["k"].dtype), start)
     vc = jax.lax.dynamic_update_slice(
         layer["v"], v.transpose(0, 2, 1, 3).astype(layer["v"].dtype), start)
-    s = jnp.einsum("btkgd,bksd->bkgts", q, kc.astype(dt),
-                   preferred_element_type=jnp.float32)
+    S = kc.shape[2]
+    q = q.transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, Dh)
+    s = jnp.einsum("bkqd,bksd->bkqs", q, kc.astype(dt),
+                   preferred_element_type=jnp.float32).reshape(B, K, G, T, S)
     s = _softcap(s, c.attn_logit_softcap)
     m = _mask(ctx["q_pos"], ctx["cache_pos"], ctx["cache_valid"],
               layer["window"])
     s = jnp.where(m[:, None, None], s, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(s, axis=-1).astype(dt)
-    out = jnp.einsum("bkgts,bksd->btkgd", probs, vc.astype(dt))
+    probs = jax.nn.softmax(s, axis=-1).astype(dt).reshape(B, K, G * T, S)
+    out = jnp.einsum("bkqs,bksd->bkqd", probs, vc.astype(dt))
+    out = out.reshape(B, K, G, T, Dh).transpose(0, 3, 1, 2, 4)
     return self._project_out(out, wo), (kc, vc)
 
   def _project_out(self, out: Array, wo: Array) -> Array:
