@@ -115,6 +115,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.log.num_samples = 8
   c.log.progress = True
 
+  # A fresh workdir may start at another run's checkpoint (its workdir, or
+  # <workdir>/checkpoints/<step>): state, reference and step restored, then
+  # this config's schedule from that step (e.g. methods sharing a warm start).
+  c.start_from = ""
   c.max_nonfinite_steps = 5  # consecutive skipped steps before stopping
   return c
 

@@ -51,8 +51,9 @@ class RunCheckpoints:
   def latest_step(self) -> Optional[int]:
     return self.latest.latest_step()
 
-  def check_meta(self, step: int) -> None:
-    stored = self.latest.restore(
+  def check_meta(self, step: int,
+                 source: Optional[ocp.CheckpointManager] = None) -> None:
+    stored = (source or self.latest).restore(
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     want = json.loads(json.dumps(self.meta))  # tuples as JSON lists
     for key in ("model_spec", "model_config"):
@@ -66,10 +67,11 @@ class RunCheckpoints:
                          for k, (a, b) in diff.items())
       else:
         what = f"{old!r} there, {new!r} here"
+      where = ("the workdir's checkpoint" if source is None else
+               f"the checkpoint in {source.directory}")
       raise ValueError(
-          f"the workdir's checkpoint at step {step} was written for another "
-          f"model ({key} differs: {what}). Use a new --workdir or the "
-          "original config.")
+          f"{where} at step {step} was written for another model ({key} "
+          f"differs: {what}). Use a new --workdir or the original config.")
 
   def save(self, step: int, state: Any, ref_params: Any,
            train_reward: Optional[float]) -> None:
@@ -82,12 +84,17 @@ class RunCheckpoints:
                      metrics={"train_reward": float(train_reward)})
 
   def restore(self, step: int, state_like: Any, state_shardings: Any,
-              ref_like: Any, ref_shardings: Any) -> tuple[Any, Any]:
-    self.check_meta(step)
-    out = self.latest.restore(step, args=ocp.args.Composite(
+              ref_like: Any, ref_shardings: Any,
+              source: Optional[ocp.CheckpointManager] = None
+              ) -> tuple[Any, Any]:
+    """State and reference at `step` of this run, or of `source` (another
+    run's checkpoints, see `open_start`)."""
+    manager = source or self.latest
+    self.check_meta(step, source)
+    out = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(state_like, state_shardings)),
         ref=ocp.args.StandardRestore(_abstract(ref_like, ref_shardings))))
-    logging.info("restored step %d from %s", step, self.latest.directory)
+    logging.info("restored step %d from %s", step, manager.directory)
     return out["state"], out["ref"]
 
   def wait(self) -> None:
@@ -97,3 +104,33 @@ class RunCheckpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def open_start(path: str) -> tuple[ocp.CheckpointManager, int]:
+  """Another run's checkpoint to start from (`config.start_from`): a step
+  directory `<workdir>/checkpoints/<step>`, or a workdir (its latest step).
+  Returns a read-only manager of that run's checkpoints and the step."""
+  path = os.path.abspath(path)
+  if os.path.isdir(os.path.join(path, "state")):
+    directory, name = os.path.split(path)
+    if not name.isdigit():
+      raise ValueError(f"config.start_from={path}: a checkpoint step "
+                       "directory is named by its step number")
+    step = int(name)
+  elif os.path.isdir(os.path.join(path, "checkpoints")):
+    directory, step = os.path.join(path, "checkpoints"), None
+  else:
+    raise ValueError(f"config.start_from={path}: neither a training workdir "
+                     "(no checkpoints/) nor a checkpoint step directory "
+                     "(no state/)")
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True))
+  if step is None:
+    step = manager.latest_step()
+    if step is None:
+      raise ValueError(f"config.start_from={path}: holds no finished "
+                       "checkpoint")
+  elif step not in manager.all_steps():
+    raise ValueError(f"config.start_from={path}: step {step} is not a "
+                     "finished checkpoint")
+  return manager, step

@@ -40,13 +40,13 @@ from score_jax import configs as configs_lib
 from score_jax import distributed
 from score_jax import episodes as episodes_lib
 from score_jax import models
+from score_jax import run_state
 from score_jax import sampling
 from score_jax import sharding as sharding_lib
 from score_jax import tasks as tasks_lib
 from score_jax.evaluation import files, plots, reports
 from score_jax.rl import state as state_lib
 from score_jax.rl import step as step_lib
-from score_jax.run_state import RunCheckpoints
 
 # Keys of a metrics row that depend on wall time (excluded from the resume
 # equality check, nothing else).
@@ -184,7 +184,7 @@ class Trainer:
     self._copy = jax.jit(lambda p: jax.tree.map(jnp.copy, p),
                          out_shardings=self.param_shardings)
     self.ref_params = self._copy(params)
-    self.checkpoints = RunCheckpoints(
+    self.checkpoints = run_state.RunCheckpoints(
         workdir, config.checkpoint.keep, config.checkpoint.async_save,
         meta={"model_spec": config.model.spec,
               "model_config": self.model_config.to_dict()})
@@ -398,28 +398,42 @@ class Trainer:
 
   # -- the loop -----------------------------------------------------------
 
-  def restore(self) -> int:
+  def restore(self) -> tuple[int, bool]:
+    """(step to start at, whether this workdir starts afresh). A fresh run
+    with `config.start_from` starts at that checkpoint of another run:
+    state, reference and step restored, this config's schedule from there."""
     step = self.checkpoints.latest_step()
+    source = None
     if step is None:
-      return 0
-    self.state, self.ref_params = self.checkpoints.restore(
-        step, self.state, self.state_shardings, self.ref_params,
-        self.param_shardings)
+      if not self.config.start_from:
+        return 0, True
+      source, step = run_state.open_start(self.config.start_from)
+    try:
+      self.state, self.ref_params = self.checkpoints.restore(
+          step, self.state, self.state_shardings, self.ref_params,
+          self.param_shardings, source)
+    finally:
+      if source is not None:
+        source.close()
+    if step > self.total_steps:
+      raise ValueError(f"config.start_from: step {step} is past this "
+                       f"schedule's end ({self.total_steps} steps)")
     self.truncate_metrics(step)
-    return step
+    return step, source is not None
 
   def run(self) -> dict[str, Any]:
     config = self.config
-    start_step = self.restore()
-    if start_step == 0:
+    start_step, fresh = self.restore()
+    if fresh:
       if self.main:
         files.atomic_write_text(os.path.join(self.workdir, "config.json"),
                                 config.to_json_best_effort(indent=2))
       self.truncate_metrics(0)
     results = {}
-    if start_step == 0 and config.eval.at_start:
-      results["start"] = self.evaluate("start", 0)
-      self.log(0, "eval", {f"eval/{k}": v for k, v in results["start"].items()})
+    if fresh and config.eval.at_start:
+      results["start"] = self.evaluate("start", start_step)
+      self.log(start_step, "eval",
+               {f"eval/{k}": v for k, v in results["start"].items()})
     bar = tqdm.tqdm(total=self.total_steps, initial=start_step,
                     disable=not (config.log.progress and self.main),
                     desc="train", dynamic_ncols=True)

@@ -117,7 +117,7 @@ def _trainer(workdir):
   config.schedule = SCHEDULE
   config.log.progress = False
   trainer = train_lib.Trainer(config, str(workdir))
-  assert trainer.restore() == 3
+  assert trainer.restore() == (3, False)
   return trainer
 
 

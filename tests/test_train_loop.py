@@ -82,6 +82,53 @@ def test_restart_of_finished_run_changes_nothing(smoke_run):
   assert (workdir / "metrics.jsonl").read_text() == before
 
 
+def _tree_snapshot(root):
+  return {str(p.relative_to(root)): p.stat().st_mtime_ns
+          for p in pathlib.Path(root).rglob("*")}
+
+
+def test_start_from_another_runs_checkpoint_continues_it_exactly(
+    smoke_run, tmp_path):
+  """A fresh workdir with start_from=<run>/checkpoints/8 writes the same
+  metrics from step 8 on as the run itself, and leaves that run untouched."""
+  source, _ = smoke_run
+  before = _tree_snapshot(source)
+  config = smoke_config()
+  config.start_from = str(source / "checkpoints" / "8")
+  results = train_lib.train(config, str(tmp_path))
+  assert set(results) == {"after_stage2_step10"}
+  assert _tree_snapshot(source) == before
+  got = comparable(files.read_jsonl(tmp_path / "metrics.jsonl"))
+  want = [r for r in comparable(files.read_jsonl(source / "metrics.jsonl"))
+          if r["step"] >= 8]
+  assert [r["step"] for r in got] == [8, 9, 10]
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for key in g:
+      if isinstance(g[key], float):
+        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"step {g['step']} {key}")
+      else:
+        assert g[key] == w[key], (g["step"], key)
+  assert json.loads((tmp_path / "config.json").read_text())["start_from"] == \
+      config.start_from
+  # A second start resumes this workdir's own checkpoint, not the source's.
+  train_lib.train(config, str(tmp_path))
+  assert len(files.read_jsonl(tmp_path / "metrics.jsonl")) == 3
+
+
+def test_start_from_bad_paths_are_named(smoke_run, tmp_path):
+  source, _ = smoke_run
+  config = smoke_config()
+  for path, message in [
+      (tmp_path / "nowhere", "neither a training workdir"),
+      (source / "checkpoints" / "5", "neither a training workdir"),
+      (source / "eval", "neither a training workdir")]:
+    config.start_from = str(path)
+    with pytest.raises(ValueError, match=message):
+      train_lib.train(config, str(tmp_path / "run"))
+
+
 def _cli(workdir, *extra):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
              PYTHONUNBUFFERED="1")
