@@ -181,3 +181,21 @@ def test_unknown_decay_is_named():
   c.sft.decay = "linear"
   with pytest.raises(ValueError, match=r"config.sft.decay='linear'"):
     configs_lib.validate(c)
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_CHANGES))
+def test_demo_methods_change_what_the_small_setting_methods_change(name):
+  """configs/demo.py:<method> changes the same fields, with the demo's own
+  step counts, as configs/<method>.py does on the small setting."""
+  score = _flat(load("demo.py"))
+  other = _flat(load(f"demo.py:{name}"))
+  changed = {k: v for k, v in other.items() if score.get(k, object()) != v}
+  assert set(changed) == set(METHOD_CHANGES[name])
+  assert changed.get("schedule", "sft:400").startswith("sft:400")
+  configs_lib.validate(load(f"demo.py:{name}"))
+
+
+def test_demo_unknown_method_is_named():
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match="unknown method 'scor'"):
+    load("demo.py:scor")
