@@ -7,7 +7,7 @@
 #    greedy evaluation is the "base" row);
 # 2. each trained method starts at that checkpoint (config.start_from) and
 #    runs its own 120 steps; SCoRe twice (seeds 0 and 1);
-# 3. Self-Refine: `score-jax eval` of the base with the 3-turn protocol.
+# (No Self-Refine row: see configs/demo.py.)
 # A row whose workdir already holds its final evaluation is skipped, so the
 # script can be re-run after an interruption (runs resume from checkpoints).
 set -euo pipefail
@@ -42,8 +42,3 @@ train score_no_stage1 score_no_stage1
 train score_no_shaping score_no_shaping
 train star star
 train pair_sft pair_sft
-if [[ ! -f "${runs}/self_refine/eval/self_refine.json" ]]; then
-  echo "== self_refine"
-  score-jax eval --config=configs/demo.py:self_refine --checkpoint="${base}" \
-    --workdir="${runs}/self_refine" --name=self_refine
-fi

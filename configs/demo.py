@@ -41,12 +41,12 @@ RL_STEPS = 120
 STAGE1_STEPS = 60
 
 # What each method changes on the SCoRe setting (configs/<method>.py does the
-# same on the SmolLM2 setting).
+# same on the SmolLM2 setting). No Self-Refine: its feedback and refinement
+# prompts are English instructions that a model trained from scratch on two
+# marker turns has never seen (docs/RESULTS.md).
 METHODS = {
     "score": {},
     "base": {"schedule": WARM_START},
-    "self_refine": {"schedule": WARM_START, "eval.protocol": "self_refine",
-                    "eval.num_turns": 3},
     "star": {"schedule": f"{WARM_START},star:{RL_STEPS}"},
     "pair_sft": {"schedule": f"{WARM_START},pair_sft:{RL_STEPS}"},
     "single_turn_rl": {"schedule": f"{WARM_START},single_turn:{RL_STEPS}"},

@@ -183,7 +183,7 @@ def test_unknown_decay_is_named():
     configs_lib.validate(c)
 
 
-@pytest.mark.parametrize("name", sorted(METHOD_CHANGES))
+@pytest.mark.parametrize("name", sorted(set(METHOD_CHANGES) - {"self_refine"}))
 def test_demo_methods_change_what_the_small_setting_methods_change(name):
   """configs/demo.py:<method> changes the same fields, with the demo's own
   step counts, as configs/<method>.py does on the small setting."""
