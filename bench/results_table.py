@@ -1,0 +1,60 @@
+"""Collects the demo-model rows of docs/RESULTS.md and prints their table.
+
+  python bench/results_table.py RUNS_DIR [--copy_to docs/results]
+
+RUNS_DIR is what `bash bench/results_demo.sh RUNS_DIR` wrote. Each row is
+the final greedy evaluation of one run (report JSON with bootstrap 95%
+intervals); with --copy_to the JSONs are copied there as demo_<row>.json
+(small files: metrics, intervals, config). Rows not finished yet are listed
+as missing, never filled in.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from score_jax.evaluation import reports
+
+# (label, run directory under RUNS_DIR, report name pattern under its eval/)
+ROWS = [
+    ("Base (warm start, two-turn prompt)", "base", "after_sft_step400"),
+    ("STaR", "star", "after_star_step520"),
+    ("Pair-SFT", "pair_sft", "after_pair_sft_step520"),
+    ("Single-turn RL", "single_turn_rl", "after_single_turn_step520"),
+    ("Naive multi-turn RL (α = 0, no Stage I)", "naive_multiturn_rl",
+     "after_stage2_step520"),
+    ("SCoRe w/o Stage I", "score_no_stage1", "after_stage2_step520"),
+    ("SCoRe w/o reward shaping (α = 0)", "score_no_shaping",
+     "after_stage2_step520"),
+    ("SCoRe, seed 0", "score", "after_stage2_step520"),
+    ("SCoRe, seed 1", "score_seed1", "after_stage2_step520"),
+]
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("runs_dir")
+  parser.add_argument("--copy_to", default="")
+  args = parser.parse_args(argv)
+  found, labels, missing = [], [], []
+  for label, run, name in ROWS:
+    path = os.path.join(args.runs_dir, run, "eval", f"{name}.json")
+    if not os.path.exists(path):
+      missing.append(f"{label} ({path})")
+      continue
+    if args.copy_to:
+      os.makedirs(args.copy_to, exist_ok=True)
+      path = shutil.copyfile(path, os.path.join(args.copy_to,
+                                                f"demo_{run}.json"))
+    found.append(path)
+    labels.append(label)
+  if found:
+    print(reports.compare_runs(found, labels), end="")
+  for row in missing:
+    print(f"missing: {row}", file=sys.stderr)
+  return 0 if found else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
