@@ -211,13 +211,14 @@ def opt_state_bytes(config: models.ModelConfig, mesh: MeshSpec,
 
 def kv_cache_bytes(config: models.ModelConfig, rows: int, seq: int,
                    mesh: MeshSpec, rules: sharding_lib.Rules) -> int:
-  """Per-device bytes of the rollout cache (models.init_cache layout: k/v
-  one [B, K, S, Dh] buffer per layer in the compute dtype, pos int32 and
-  valid bool [B, S], the int32 write index), sharded as models.CACHE_AXES."""
-  kv_shape = (rows, config.num_kv_heads, seq, config.head_dim)
+  """Per-device bytes of the rollout cache (models.init_cache layout: one
+  k and one v buffer per layer in the compute dtype, pos int32 and valid
+  bool [B, S], the int32 write index), sharded as models.CACHE_AXES."""
+  k_shape, v_shape = models.cache_shapes(config, rows, seq)
   axes = models.CACHE_AXES
-  return (2 * config.num_layers *
-          shard_bytes(axes["k"], kv_shape, config.dtype, mesh, rules) +
+  return (config.num_layers *
+          (shard_bytes(axes["k"], k_shape, config.dtype, mesh, rules) +
+           shard_bytes(axes["v"], v_shape, config.dtype, mesh, rules)) +
           shard_bytes(axes["pos"], (rows, seq), jnp.int32, mesh, rules) +
           shard_bytes(axes["valid"], (rows, seq), bool, mesh, rules) + 4)
 

@@ -405,9 +405,11 @@ def test_decode_loop_writes_the_cache_in_place():
       params, layers, state, jnp.int32(0), jnp.int32(5), jax.random.key(0),
       config=config, sampling=sampling.SamplingConfig(), stop_ids=(1,),
       pad_id=0).compile().as_text()
-  cache_shape = "f32[3,2,40,16]"  # one layer's k or v: [B, K, S, Dh]
-  assert f"{cache_shape}" in hlo and "dynamic-update-slice" in hlo
-  assert not re.search(re.escape(cache_shape) + r"\S* copy\(", hlo)
+  # One layer's k [B, K, Dh, S] and v [B, K, S, Dh].
+  for cache_shape in ("f32[3,2,16,40]", "f32[3,2,40,16]"):
+    assert cache_shape in hlo
+    assert not re.search(re.escape(cache_shape) + r"\S* copy\(", hlo)
+  assert "dynamic-update-slice" in hlo
   header = hlo.splitlines()[0]
   aliased = {int(i) for i in re.findall(r"\((\d+), \{\}, may-alias\)", header)}
   cache_params = re.findall(

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from score_jax import sharding as _sharding
 from score_jax.models.config import GLOBAL_WINDOW, ModelConfig
 from score_jax.models.presets import PRESETS, get_preset
-from score_jax.models.transformer import (CACHE_AXES, Transformer, init_cache,
+from score_jax.models.transformer import (CACHE_AXES, Transformer,
+                                          cache_shapes, init_cache,
                                           positions_from_mask, unstack_layers)
 
 
@@ -48,7 +49,7 @@ def count_params(config: ModelConfig) -> int:
 
 __all__ = [
     "CACHE_AXES", "GLOBAL_WINDOW", "ModelConfig", "PRESETS", "Transformer",
-    "abstract_params", "count_params", "get_preset", "init_cache",
+    "abstract_params", "cache_shapes", "count_params", "get_preset", "init_cache",
     "init_params", "param_shardings", "positions_from_mask",
     "unstack_layers",
 ]

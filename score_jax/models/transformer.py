@@ -147,25 +147,29 @@ class Attention(nn.Module):
                     layer: dict[str, Array],
                     ctx: dict[str, Any]) -> tuple[Array, tuple[Array, Array]]:
     """Writes this block's k/v [B, T, K, Dh] into the layer's cache
-    (k/v [B, K, S, Dh]) at ctx['index'], then attends over the whole cache.
+    (k [B, K, Dh, S], v [B, K, S, Dh]) at slot ctx['index'], then attends
+    over the whole cache.
 
-    The cache is laid out [B, K, S, Dh] and the queries of a kv head are
-    merged into one [G * T] axis, so both attention matmuls are plain
-    batched matmuls over (b, k) that read the cache as is. (With separate g
-    and t axes XLA's CPU backend ran them ~2.7x slower, at T = 1 and 64.)
+    The queries of a kv head are merged into one [G * T] axis, so both
+    attention matmuls are plain (b, k)-batched matmuls [G*T, Dh] @ [Dh, S]
+    and [G*T, S] @ [S, Dh] that read the cache as stored. (On XLA's CPU
+    backend, separate g and t axes made them ~2.7x slower, at T = 1 and 64,
+    and keys stored [S, Dh] made the decode-step score matmul ~3x slower.)
     The cache is written in place.
     """
     c = self.config
     dt = jnp.dtype(c.dtype)
     B, T, K, G, Dh = q.shape
-    start = (0, 0, ctx["index"], 0)
+    i = ctx["index"]
     kc = jax.lax.dynamic_update_slice(
-        layer["k"], k.transpose(0, 2, 1, 3).astype(layer["k"].dtype), start)
+        layer["k"], k.transpose(0, 2, 3, 1).astype(layer["k"].dtype),
+        (0, 0, 0, i))
     vc = jax.lax.dynamic_update_slice(
-        layer["v"], v.transpose(0, 2, 1, 3).astype(layer["v"].dtype), start)
-    S = kc.shape[2]
+        layer["v"], v.transpose(0, 2, 1, 3).astype(layer["v"].dtype),
+        (0, 0, i, 0))
+    S = kc.shape[3]
     q = q.transpose(0, 2, 3, 1, 4).reshape(B, K, G * T, Dh)
-    s = jnp.einsum("bkqd,bksd->bkqs", q, kc.astype(dt),
+    s = jnp.einsum("bkqd,bkds->bkqs", q, kc.astype(dt),
                    preferred_element_type=jnp.float32).reshape(B, K, G, T, S)
     s = _softcap(s, c.attn_logit_softcap)
     m = _mask(ctx["q_pos"], ctx["cache_pos"], ctx["cache_valid"],
@@ -350,15 +354,15 @@ class Transformer(nn.Module):
 
 
 # --------------------------------------------------------------------------
-# KV cache: k/v one buffer per layer (tuples of L arrays [B, K, S, Dh]),
-# pos int32[B, S], valid bool[B, S], index int32[] (next slot to write; every
-# row advances together). Per-layer buffers let the unrolled cached layers
-# read and write each layer's K/V in place (a stacked [L, ...] cache would be
-# sliced per layer); [B, K, S, Dh] is the layout both attention matmuls read
-# without a transpose.
+# KV cache: one buffer per layer, k a tuple of L arrays [B, K, Dh, S] and v
+# of L arrays [B, K, S, Dh]; pos int32[B, S], valid bool[B, S], index int32[]
+# (next slot to write; every row advances together). Per-layer buffers let
+# the unrolled cached layers read and write each layer's K/V in place (a
+# stacked [L, ...] cache would be sliced per layer); the layouts are the ones
+# the attention matmuls read without a transpose (Attention._attend_cache).
 
 CACHE_AXES = {
-    "k": ("batch", "kv_heads", "cache_length", "head_dim"),  # each layer's
+    "k": ("batch", "kv_heads", "head_dim", "cache_length"),  # each layer's
     "v": ("batch", "kv_heads", "cache_length", "head_dim"),
     "pos": ("batch", "cache_length"),
     "valid": ("batch", "cache_length"),
@@ -366,15 +370,22 @@ CACHE_AXES = {
 }
 
 
+def cache_shapes(config: ModelConfig, batch: int,
+                 length: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Shapes of one layer's k and v buffers in a cache of `length` slots."""
+  K, Dh = config.num_kv_heads, config.head_dim
+  return (batch, K, Dh, length), (batch, K, length, Dh)
+
+
 def init_cache(config: ModelConfig, batch: int, length: int,
                dtype: Any = None) -> Cache:
   """An empty cache with `length` slots; dtype defaults to the compute dtype."""
   dtype = jnp.dtype(dtype or config.dtype)
-  shape = (batch, config.num_kv_heads, length, config.head_dim)
+  k_shape, v_shape = cache_shapes(config, batch, length)
   layers = config.num_layers
   return {
-      "k": tuple(jnp.zeros(shape, dtype) for _ in range(layers)),
-      "v": tuple(jnp.zeros(shape, dtype) for _ in range(layers)),
+      "k": tuple(jnp.zeros(k_shape, dtype) for _ in range(layers)),
+      "v": tuple(jnp.zeros(v_shape, dtype) for _ in range(layers)),
       "pos": jnp.zeros((batch, length), jnp.int32),
       "valid": jnp.zeros((batch, length), bool),
       "index": jnp.zeros((), jnp.int32),
