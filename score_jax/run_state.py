@@ -125,12 +125,11 @@ def open_start(path: str) -> tuple[ocp.CheckpointManager, int]:
                      "(no state/)")
   manager = ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True))
-  if step is None:
-    step = manager.latest_step()
-    if step is None:
-      raise ValueError(f"config.start_from={path}: holds no finished "
-                       "checkpoint")
-  elif step not in manager.all_steps():
-    raise ValueError(f"config.start_from={path}: step {step} is not a "
+  steps = manager.all_steps()
+  if not steps or (step is not None and step not in steps):
+    manager.close()
+    raise ValueError(f"config.start_from={path}: holds no finished "
+                     "checkpoint" if not steps else
+                     f"config.start_from={path}: step {step} is not a "
                      "finished checkpoint")
-  return manager, step
+  return manager, max(steps) if step is None else step

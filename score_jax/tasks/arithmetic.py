@@ -96,10 +96,16 @@ class ArithmeticTask(Task):
     return self.solution(problem)
 
 
-def _reduce_once(tokens: list) -> list:
-  """One step: the first *, else the leftmost + or -."""
+def _next_operator(tokens: list) -> int:
+  """Index of the operator reduced next: the first *, else the leftmost + or
+  -."""
   ops = tokens[1::2]
-  i = 2 * ops.index("*") + 1 if "*" in ops else 1
+  return 2 * ops.index("*") + 1 if "*" in ops else 1
+
+
+def _reduce_once(tokens: list) -> list:
+  """One step of `_next_operator`'s reduction."""
+  i = _next_operator(tokens)
   a, op, b = int(tokens[i - 1]), tokens[i], int(tokens[i + 1])
   value = a * b if op == "*" else a + b if op == "+" else a - b
   return tokens[:i - 1] + [str(value)] + tokens[i + 2:]
@@ -129,8 +135,7 @@ def step_solution(expression: str) -> str:
   tokens = expression.split()
   lines = []
   while len(tokens) > 1:
-    ops = tokens[1::2]
-    i = 2 * ops.index("*") + 1 if "*" in ops else 1
+    i = _next_operator(tokens)
     reduced = _reduce_once(tokens)
     lines.append(f"{' '.join(tokens[i - 1:i + 2])} = {reduced[i - 1]}")
     tokens = reduced
