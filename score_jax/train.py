@@ -494,8 +494,12 @@ class Trainer:
     path = os.path.join(self.workdir, "metrics.jsonl")
     rows = [r for r in files.read_jsonl(path) if "reward_t1" in r]
     if rows:
+      # Single-turn stages sample (and log) turn 1 only.
+      logged = set().union(*rows)
       plots.plot_training_curves(
-          rows, os.path.join(self.workdir, "eval", "training_curves.png"))
+          rows, os.path.join(self.workdir, "eval", "training_curves.png"),
+          reward_keys=[k for k in ("reward_t1", "reward_t2") if k in logged],
+          delta_key="delta" if "delta" in logged else None)
 
   def close(self) -> None:
     self.checkpoints.close()

@@ -82,6 +82,19 @@ def test_restart_of_finished_run_changes_nothing(smoke_run):
   assert (workdir / "metrics.jsonl").read_text() == before
 
 
+def test_single_turn_rl_runs_to_the_end(tmp_path):
+  """A single-turn stage logs turn 1 only; the run still ends with its
+  report and training curves."""
+  config = smoke_config()
+  config.schedule = "sft:1,single_turn:2"
+  results = train_lib.train(config, str(tmp_path))
+  assert set(results) == {"after_sft_step1", "after_single_turn_step3"}
+  rows = [r for r in files.read_jsonl(tmp_path / "metrics.jsonl")
+          if r["stage"] == "single_turn"]
+  assert len(rows) == 2 and all("reward_t2" not in r for r in rows)
+  assert (tmp_path / "eval" / "training_curves.png").exists()
+
+
 def _tree_snapshot(root):
   return {str(p.relative_to(root)): p.stat().st_mtime_ns
           for p in pathlib.Path(root).rglob("*")}
