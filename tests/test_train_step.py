@@ -159,3 +159,28 @@ def test_tempered_stats_are_those_of_the_sampling_policy():
   assert not np.allclose(plain["logprobs"], got["logprobs"], atol=1e-3)
   with pytest.raises(ValueError, match="temperature must be > 0"):
     step_lib.StepConfig(temperature=0.0)
+
+
+def test_a_batch_with_nothing_to_train_changes_nothing():
+  """A STaR step that kept no correction (turn 2 trained, every turn-2 mask
+  empty) after real updates: Adam's momentum must not move the params."""
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  state = state_lib.init_state(models.init_params(CONFIG, jax.random.key(0)),
+                               optimizer)
+  fn = jax.jit(step_lib.make_train_step(
+      models.Transformer(CONFIG),
+      losses.LossConfig(stage="sft", k=1, sft_turns=(False, True)), optimizer))
+  batch = make_batch()
+  del batch["rewards"]
+  for _ in range(2):  # non-zero Adam moments
+    state, metrics = fn(state, None, batch, jnp.float32(3e-3))
+    assert int(metrics["empty_step"]) == 0
+  before = jax.device_get(state)
+  empty = dict(batch, turn_masks=batch["turn_masks"].at[1].set(False))
+  state, metrics = fn(state, None, empty, jnp.float32(3e-3))
+  assert int(metrics["empty_step"]) == 1 and int(metrics["skipped_step"]) == 0
+  after = jax.device_get(state)
+  assert int(after.step) == int(before.step) + 1 and int(after.skipped) == 0
+  for a, b in zip(jax.tree.leaves((after.params, after.opt_state)),
+                  jax.tree.leaves((before.params, before.opt_state))):
+    np.testing.assert_array_equal(a, b)

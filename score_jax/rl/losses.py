@@ -171,6 +171,13 @@ def loss_denominator(batch: Batch, config: LossConfig) -> Array:
   return default_denominator(counted, config.aggregation)
 
 
+def trained_tokens(batch: Batch, config: LossConfig) -> Array:
+  """float32[]: the tokens of this batch that the loss trains on (e.g. zero
+  for a STaR batch that kept no correction)."""
+  counted = _active_mask(config, _turn_masks(batch, batch["valid"].shape))
+  return jnp.sum(counted, dtype=jnp.float32)
+
+
 def sft_loss(logprobs: Array, mask: Array, aggregation: str = "token_mean",
              denominator: Optional[Array] = None) -> Array:
   """Negative log-likelihood of the tokens in mask.

@@ -112,7 +112,10 @@ def make_train_step(model: models.Transformer,
   Gradients are summed over micro-batches, each loss normalised by the whole
   batch's denominator, so the update equals the one-shot update. A step whose
   loss or gradients are not finite changes nothing but the step counter and
-  `skipped` (consecutive such steps); metrics['skipped_step'] says so.
+  `skipped` (consecutive such steps); metrics['skipped_step'] says so. A
+  batch with no token to train on (a STaR or Pair-SFT step that kept
+  nothing) changes nothing either, or Adam's momentum would go on moving the
+  params on a zero gradient; metrics['empty_step'] says so.
   """
   needs_ref = loss_config.stage != "sft"
   num_micro = step_config.micro_batches
@@ -148,18 +151,20 @@ def make_train_step(model: models.Transformer,
                      jnp.mean(v)) for k, v in metrics.items()}
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    empty = losses.trained_tokens(batch, loss_config) == 0
     opt_state = set_learning_rate(state.opt_state, lr)
     updates, new_opt_state = optimizer.update(grads, opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     keep = lambda new, old: jax.tree.map(
-        lambda n, o: jnp.where(finite, n, o), new, old)
+        lambda n, o: jnp.where(finite & ~empty, n, o), new, old)
     new_state = TrainState(
         step=state.step + 1,
         params=keep(new_params, state.params),
         opt_state=keep(new_opt_state, opt_state),
         skipped=jnp.where(finite, 0, state.skipped + 1))
     metrics.update(grad_norm=grad_norm, lr=jnp.asarray(lr, jnp.float32),
-                   skipped_step=(~finite).astype(jnp.int32))
+                   skipped_step=(~finite).astype(jnp.int32),
+                   empty_step=empty.astype(jnp.int32))
     return new_state, metrics
 
   return train_step
