@@ -80,6 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.sft = ml_collections.ConfigDict()  # the supervised stages
   c.sft.lr = 1e-3
+  # Peak lr of a named stage, over sft.lr / optimizer.lr: e.g. {'star':
+  # 3e-5} when the warm start and STaR both are supervised stages.
+  c.lr_by_stage = ml_collections.ConfigDict()
   c.sft.decay = "constant"  # as optimizer.decay, for the supervised stages
   c.sft.batch_size = 16  # problems per 'sft' step (star/pair_sft: rollout)
   # Warm start: also train turn 2 to restate the correct solution after the
@@ -176,10 +179,12 @@ DECAYS = ("constant", "cosine")
 
 def learning_rate(config: ml_collections.ConfigDict, stage: Stage,
                   step: int) -> float:
-  """Per-stage lr: a linear warm-up from the stage's start to its peak, then
-  constant or a cosine down to min_lr_ratio x peak at the stage's last step."""
+  """Per-stage lr: a linear warm-up from the stage's start to its peak
+  (lr_by_stage, else sft.lr or optimizer.lr), then constant or a cosine down
+  to min_lr_ratio x peak at the stage's last step."""
   supervised = stage.name in SFT_STAGES
-  peak = config.sft.lr if supervised else config.optimizer.lr
+  peak = config.lr_by_stage.get(
+      stage.name, config.sft.lr if supervised else config.optimizer.lr)
   decay = config.sft.decay if supervised else config.optimizer.decay
   warmup = config.optimizer.warmup_steps
   i = step - stage.start  # 0 .. stage.steps - 1
@@ -232,6 +237,10 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if not 0.0 <= config.optimizer.min_lr_ratio <= 1.0:
     raise ValueError(f"config.optimizer.min_lr_ratio="
                      f"{config.optimizer.min_lr_ratio}: expected 0 .. 1")
+  unknown = set(config.lr_by_stage) - set(STAGES)
+  if unknown:
+    raise ValueError(f"config.lr_by_stage: unknown stage(s) {sorted(unknown)};"
+                     f" stages are {', '.join(STAGES)}")
   buckets = tuple(config.sft.buckets)
   if not all(isinstance(b, int) and b > 0 for b in buckets):
     raise ValueError(f"config.sft.buckets={buckets}: expected positive "

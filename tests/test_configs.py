@@ -190,7 +190,10 @@ def test_demo_methods_change_what_the_small_setting_methods_change(name):
   score = _flat(load("demo.py"))
   other = _flat(load(f"demo.py:{name}"))
   changed = {k: v for k, v in other.items() if score.get(k, object()) != v}
-  assert set(changed) == set(METHOD_CHANGES[name])
+  # STaR and Pair-SFT also train at the RL lr, not the warm start's.
+  lr = {f"lr_by_stage.{name}"} if name in ("star", "pair_sft") else set()
+  assert set(changed) == set(METHOD_CHANGES[name]) | lr
+  assert all(changed[k] == score["optimizer.lr"] for k in lr)
   assert changed.get("schedule", "sft:400").startswith("sft:400")
   configs_lib.validate(load(f"demo.py:{name}"))
 
@@ -199,3 +202,16 @@ def test_demo_unknown_method_is_named():
   with pytest.raises(flags.IllegalFlagValueError,
                      match="unknown method 'scor'"):
     load("demo.py:scor")
+
+
+def test_lr_by_stage_overrides_a_stages_peak():
+  c = configs_lib.base_config()
+  c.schedule = "sft:3,star:3"
+  c.sft.lr = 1e-3
+  c.lr_by_stage.star = 2e-5
+  sft, star = configs_lib.validate(c)
+  assert configs_lib.learning_rate(c, sft, 1) == pytest.approx(1e-3)
+  assert configs_lib.learning_rate(c, star, 4) == pytest.approx(2e-5)
+  c.lr_by_stage.stage3 = 1.0
+  with pytest.raises(ValueError, match=r"unknown stage\(s\) \['stage3'\]"):
+    configs_lib.validate(c)
