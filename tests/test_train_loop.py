@@ -38,6 +38,19 @@ def comparable(rows):
           for row in rows]
 
 
+def assert_same_metrics(got, want):
+  """Metrics rows equal step for step: floats to 1e-5, the rest exactly."""
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for key in g:
+      if isinstance(g[key], float):
+        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"step {g['step']} {key}")
+      else:
+        assert g[key] == w[key], (g["step"], key)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("smoke")
@@ -115,14 +128,7 @@ def test_start_from_another_runs_checkpoint_continues_it_exactly(
   want = [r for r in comparable(files.read_jsonl(source / "metrics.jsonl"))
           if r["step"] >= 8]
   assert [r["step"] for r in got] == [8, 9, 10]
-  for g, w in zip(got, want):
-    assert g.keys() == w.keys()
-    for key in g:
-      if isinstance(g[key], float):
-        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"step {g['step']} {key}")
-      else:
-        assert g[key] == w[key], (g["step"], key)
+  assert_same_metrics(got, want)
   assert json.loads((tmp_path / "config.json").read_text())["start_from"] == \
       config.start_from
   # A second start resumes this workdir's own checkpoint, not the source's.
@@ -177,15 +183,7 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   got = comparable(files.read_jsonl(metrics))
   want = comparable(files.read_jsonl(reference / "metrics.jsonl"))
-  assert len(got) == len(want)
-  for g, w in zip(got, want):
-    assert g.keys() == w.keys()
-    for key in g:
-      if isinstance(g[key], float):
-        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"step {g['step']} {key}")
-      else:
-        assert g[key] == w[key], (g["step"], key)
+  assert_same_metrics(got, want)
 
 
 def test_unknown_config_key_is_an_error(tmp_path):
