@@ -160,22 +160,25 @@ def _active_mask(config: LossConfig, masks: Array) -> Array:
   return (masks[0] & turns[0]) | (masks[1] & turns[1])
 
 
+def _counted(batch: Batch, config: LossConfig) -> Array:
+  """bool[B, L]: the tokens of the batch that the loss trains on."""
+  if "valid" not in batch:
+    raise ValueError(f"batch needs 'valid' bool[B, L]; it has keys "
+                     f"{sorted(batch)}")
+  return _active_mask(config, _turn_masks(batch, batch["valid"].shape))
+
+
 def loss_denominator(batch: Batch, config: LossConfig) -> Array:
   """float32[]: what `score_loss` divides by for this batch. With gradient
   accumulation, sum it over the micro-batches and pass the total to every
   micro-batch's `score_loss(..., denominator=)`."""
-  if "valid" not in batch:
-    raise ValueError(f"batch needs 'valid' bool[B, L]; it has keys "
-                     f"{sorted(batch)}")
-  counted = _active_mask(config, _turn_masks(batch, batch["valid"].shape))
-  return default_denominator(counted, config.aggregation)
+  return default_denominator(_counted(batch, config), config.aggregation)
 
 
 def trained_tokens(batch: Batch, config: LossConfig) -> Array:
   """float32[]: the tokens of this batch that the loss trains on (e.g. zero
   for a STaR batch that kept no correction)."""
-  counted = _active_mask(config, _turn_masks(batch, batch["valid"].shape))
-  return jnp.sum(counted, dtype=jnp.float32)
+  return jnp.sum(_counted(batch, config), dtype=jnp.float32)
 
 
 def sft_loss(logprobs: Array, mask: Array, aggregation: str = "token_mean",
