@@ -156,6 +156,7 @@ def test_two_processes_train_the_same_params(runs):
 
 
 def test_metrics_equal_one_process(runs):
+  from test_train_loop import assert_same_metrics  # pylint: disable=g-import-not-at-top
   got = _comparable(runs["two"] / "metrics.jsonl")
   want = _comparable(runs["one"] / "metrics.jsonl")
   # Written once (by process 0), the resumed launch appending after step 1.
@@ -163,14 +164,7 @@ def test_metrics_equal_one_process(runs):
       (r["step"], r["stage"]) for r in want]
   assert [r["stage"] for r in want] == ["stage1", "eval", "sft", "eval",
                                         "stage2", "eval"]
-  for g, w in zip(got, want):
-    assert g.keys() == w.keys()
-    for key in g:
-      if isinstance(g[key], float):
-        np.testing.assert_allclose(g[key], w[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"step {g['step']} {key}")
-      else:
-        assert g[key] == w[key], (g["step"], key)
+  assert_same_metrics(got, want)
 
 
 def test_only_process_0_writes_logs_samples_and_reports(runs):
