@@ -106,30 +106,61 @@ class RunCheckpoints:
     self.best.close()
 
 
-def open_start(path: str) -> tuple[ocp.CheckpointManager, int]:
-  """Another run's checkpoint to start from (`config.start_from`): a step
-  directory `<workdir>/checkpoints/<step>`, or a workdir (its latest step).
-  Returns a read-only manager of that run's checkpoints and the step."""
-  path = os.path.abspath(path)
+def finished_steps(directory: str) -> list[int]:
+  """Committed checkpoint steps under `directory`, ascending (Orbax renames a
+  finished save to its step number; temporary directories have other
+  names)."""
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit()
+                and os.path.isdir(os.path.join(directory, name, "state")))
+
+
+def find_checkpoint(path: str) -> Optional[tuple[str, int]]:
+  """The training checkpoint `path` names: a step directory
+  (`<workdir>/checkpoints/<step>`, holding state/), a checkpoints directory
+  (`checkpoints` or `checkpoints_best`: its latest finished step) or a
+  workdir (the latest step of its checkpoints/). Returns (the checkpoints
+  directory, the step), or None when `path` is none of these; ValueError,
+  naming the path, for a step directory not named by its number or a run
+  without a finished checkpoint."""
+  path = os.path.realpath(path)
   if os.path.isdir(os.path.join(path, "state")):
     directory, name = os.path.split(path)
     if not name.isdigit():
-      raise ValueError(f"config.start_from={path}: a checkpoint step "
-                       "directory is named by its step number")
-    step = int(name)
+      raise ValueError(f"{path}: a checkpoint step directory is named by its "
+                       "step number")
+    return directory, int(name)
+  if (os.path.basename(path) in ("checkpoints", "checkpoints_best")
+      and os.path.isdir(path)):
+    directory = path
   elif os.path.isdir(os.path.join(path, "checkpoints")):
-    directory, step = os.path.join(path, "checkpoints"), None
+    directory = os.path.join(path, "checkpoints")
   else:
+    return None
+  steps = finished_steps(directory)
+  if not steps:
+    raise ValueError(f"{directory}: holds no finished checkpoint (was the run "
+                     "stopped before its first save?)")
+  return directory, steps[-1]
+
+
+def open_start(path: str) -> tuple[ocp.CheckpointManager, int]:
+  """Another run's checkpoint to start from (`config.start_from`, any path
+  `find_checkpoint` takes). Returns a read-only manager of that run's
+  checkpoints and the step."""
+  try:
+    found = find_checkpoint(path)
+  except ValueError as e:
+    raise ValueError(f"config.start_from={path}: {e}") from None
+  if found is None:
     raise ValueError(f"config.start_from={path}: neither a training workdir "
                      "(no checkpoints/) nor a checkpoint step directory "
                      "(no state/)")
+  directory, step = found
   manager = ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True))
-  steps = manager.all_steps()
-  if not steps or (step is not None and step not in steps):
+  if step not in manager.all_steps():
     manager.close()
-    raise ValueError(f"config.start_from={path}: holds no finished "
-                     "checkpoint" if not steps else
-                     f"config.start_from={path}: step {step} is not a "
+    raise ValueError(f"config.start_from={path}: step {step} is not a "
                      "finished checkpoint")
-  return manager, max(steps) if step is None else step
+  return manager, step

@@ -122,44 +122,28 @@ class Source:
   step: Optional[int] = None
 
 
-def _steps(directory: pathlib.Path) -> list[int]:
-  """Committed checkpoint steps (Orbax renames a finished save to its step
-  number; temporary directories have other names)."""
-  return sorted(int(p.name) for p in directory.iterdir()
-                if p.name.isdigit() and (p / "state").is_dir())
-
-
 def resolve_checkpoint(checkpoint: str) -> Source:
   """Parses --checkpoint (see module docstring); clear errors otherwise."""
   path = pathlib.Path(checkpoint)
   if path.is_dir():
+    from score_jax import run_state  # pylint: disable=g-import-not-at-top
+    try:
+      found = run_state.find_checkpoint(checkpoint)
+    except ValueError as e:
+      raise EvalInputError(str(e)) from None
+    if found is not None:
+      directory, step = found
+      best = os.path.basename(directory) == "checkpoints_best"
+      return Source("run", os.path.join(directory, str(step)),
+                    os.path.dirname(directory),
+                    f"{'best-' if best else ''}step{step}", step)
     path = path.resolve()
-    if (path / "state").is_dir():
-      if not path.name.isdigit():
-        raise EvalInputError(f"{path}: a checkpoint step directory should be "
-                             "named by its step number")
-      best = path.parent.name == "checkpoints_best"
-      return Source("run", str(path), str(path.parent.parent),
-                    f"{'best-' if best else ''}step{path.name}",
-                    int(path.name))
-    if path.name in ("checkpoints", "checkpoints_best"):
-      runs, workdir = path, path.parent
-    elif (path / "checkpoints").is_dir():
-      runs, workdir = path / "checkpoints", path
-    elif (path / "config.json").is_file() and (path / "params").is_dir():
+    if (path / "config.json").is_file() and (path / "params").is_dir():
       return Source("spec", f"orbax:{path}", None, path.name)
-    else:
-      raise EvalInputError(
-          f"{checkpoint}: not a training workdir (no checkpoints/), a "
-          "checkpoint step directory (no state/) or an Orbax params "
-          "directory (no config.json + params/)")
-    steps = _steps(runs)
-    if not steps:
-      raise EvalInputError(f"{runs}: holds no finished checkpoint (was the "
-                           "run stopped before its first save?)")
-    best = runs.name == "checkpoints_best"
-    return Source("run", str(runs / str(steps[-1])), str(workdir),
-                  f"{'best-' if best else ''}step{steps[-1]}", steps[-1])
+    raise EvalInputError(
+        f"{checkpoint}: not a training workdir (no checkpoints/), a "
+        "checkpoint step directory (no state/) or an Orbax params "
+        "directory (no config.json + params/)")
   from score_jax import checkpoints  # pylint: disable=g-import-not-at-top
   try:
     kind, where = checkpoints.parse_spec(checkpoint)
