@@ -88,6 +88,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Warm start: also train turn 2 to restate the correct solution after the
   # correction instruction (see episodes.solution_batch).
   c.sft.rewrite_turn2 = False
+  # The fraction of warm-start rows that get that turn 2 (spread evenly).
+  c.sft.turn2_fraction = 1.0
+  # What precedes the instruction in those rows: 'turn1' (the first attempt)
+  # or 'empty' (an empty first turn: turn 2 learned as an attempt of its own).
+  c.sft.turn2_context = "turn1"
   # Padded lengths of 'sft' batches, e.g. (160, 256): each batch takes the
   # smallest that fits (one compiled step per length). Empty: powers of two.
   c.sft.buckets = ()
@@ -245,6 +250,12 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if not all(isinstance(b, int) and b > 0 for b in buckets):
     raise ValueError(f"config.sft.buckets={buckets}: expected positive "
                      f"integer lengths")
+  if not 0.0 <= config.sft.turn2_fraction <= 1.0:
+    raise ValueError(f"config.sft.turn2_fraction={config.sft.turn2_fraction}"
+                     ": expected 0 .. 1")
+  if config.sft.turn2_context not in ("turn1", "empty"):
+    raise ValueError(f"config.sft.turn2_context={config.sft.turn2_context!r}"
+                     ": expected 'turn1' or 'empty'")
   for stage in {s.name for s in stages}:
     loss_config(config, stage, r.samples_per_prompt)  # validates names
   return stages

@@ -185,7 +185,9 @@ def _end_ids(tokenizer) -> list[int]:
 
 def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
                    rewrite_turn2: bool = False,
-                   buckets: Optional[Sequence[int]] = None
+                   buckets: Optional[Sequence[int]] = None,
+                   turn2_fraction: float = 1.0, first_row: int = 0,
+                   turn2_context: str = "turn1"
                    ) -> dict[str, np.ndarray]:
   """SFT warm start: the task's worked solutions as first attempts, never a
   wrong attempt followed by a right one. rewrite_turn2: after the correction
@@ -193,19 +195,33 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
   the same one, or the task's second style) -- the turn-2 format an
   instruction-tuned base already has (restating a right answer), without
   which a model trained from scratch has no second attempt at all.
-  Problems without a known solution are an error. buckets: padded lengths
-  to choose from (default: powers of two)."""
+  turn2_fraction: with rewrite_turn2, that fraction of the rows get a turn
+  2, spread evenly over the step's global row indices (these problems are
+  rows first_row, first_row + 1, ... of it; the rest are first attempts
+  alone). turn2_context: what those rows hold before the instruction:
+  'turn1', the first attempt (trained too), or 'empty', an empty first turn
+  (just its end token, not trained), so turn 2 is learned as an attempt of
+  its own rather than as a restatement of turn 1. Problems without a known solution are an error. buckets: padded
+  lengths to choose from (default: powers of two)."""
+  if turn2_context not in ("turn1", "empty"):
+    raise ValueError(f"turn2_context must be 'turn1' or 'empty', got "
+                     f"{turn2_context!r}")
+  if not 0.0 <= turn2_fraction <= 1.0:
+    raise ValueError(f"turn2_fraction must be in [0, 1], got {turn2_fraction}")
   followup = tokenizer.followup_ids(task.correction_instruction)
   rows = []
-  for p in problems:
+  for i, p in enumerate(problems, start=first_row):
     text = task.solution(p)
     if text is None:
       raise ValueError(f"task {task.name!r} has no worked solution for "
                        f"problem {p.id!r}; the 'sft' stage needs one")
     answer = tokenizer.encode(text) + _end_ids(tokenizer)
     row = [(prompt_ids(tokenizer, p), -1), (answer, 0)]
-    if rewrite_turn2:
+    if rewrite_turn2 and (int((i + 1) * turn2_fraction)
+                          > int(i * turn2_fraction)):
       second = tokenizer.encode(task.second_solution(p)) + _end_ids(tokenizer)
+      if turn2_context == "empty":
+        row[1] = (_end_ids(tokenizer), -1)
       row += [(followup, -1), (second, 1)]
     rows.append(row)
   return pack(rows, tokenizer.pad_id, buckets)

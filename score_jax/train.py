@@ -318,7 +318,9 @@ class Trainer:
       problems = self.problems_for_step(step, rows)[first:stop]
       batch = episodes_lib.solution_batch(
           self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
-          tuple(self.config.sft.buckets) or None)
+          tuple(self.config.sft.buckets) or None,
+          self.config.sft.turn2_fraction, first,
+          self.config.sft.turn2_context)
       k = 1
     else:
       r = self.config.rollout

@@ -183,6 +183,16 @@ def test_unknown_decay_is_named():
     configs_lib.validate(c)
 
 
+@pytest.mark.parametrize("field, value", [("turn2_fraction", 1.5),
+                                          ("turn2_context", "none")])
+def test_bad_warm_start_turn2_options_are_named(field, value):
+  c = configs_lib.base_config()
+  c.schedule = "sft:2"
+  c.sft[field] = value
+  with pytest.raises(ValueError, match=f"config.sft.{field}="):
+    configs_lib.validate(c)
+
+
 @pytest.mark.parametrize("name", sorted(set(METHOD_CHANGES) - {"self_refine"}))
 def test_demo_methods_change_what_the_small_setting_methods_change(name):
   """configs/demo.py:<method> changes the same fields, with the demo's own

@@ -55,6 +55,46 @@ def test_warm_start_turn2_takes_the_tasks_second_style():
     assert turn1 != turn2
 
 
+def test_warm_start_turn2_fraction_is_spread_over_global_rows():
+  problems = TASK.problems("train")[:10]
+  def has_turn2(batch):
+    return batch["turn_masks"][1].any(-1).tolist()
+  whole = episodes.solution_batch(TOK, TASK, problems, True,
+                                  turn2_fraction=0.2)
+  assert has_turn2(whole) == [False, False, False, False, True] * 2
+  # Two processes holding rows [0, 6) and [6, 10) pick the same rows.
+  halves = [episodes.solution_batch(TOK, TASK, problems[a:b], True,
+                                    turn2_fraction=0.2, first_row=a)
+            for a, b in ((0, 6), (6, 10))]
+  assert has_turn2(halves[0]) + has_turn2(halves[1]) == has_turn2(whole)
+  assert not any(has_turn2(episodes.solution_batch(
+      TOK, TASK, problems, False, turn2_fraction=0.5)))
+  assert all(has_turn2(episodes.solution_batch(TOK, TASK, problems, True)))
+  with pytest.raises(ValueError, match="turn2_fraction"):
+    episodes.solution_batch(TOK, TASK, problems, True, turn2_fraction=1.5)
+
+
+def test_warm_start_turn2_after_an_empty_first_turn():
+  task = get_task("arithmetic", second_style="steps")
+  problems = task.problems("train")[:4]
+  batch = episodes.solution_batch(TOK, task, problems, True,
+                                  turn2_fraction=0.5, turn2_context="empty")
+  end = [TOK.end_of_turn_id]
+  followup = TOK.followup_ids(task.correction_instruction)
+  for r, p in enumerate(problems):
+    row = batch["tokens"][r][batch["valid"][r]].tolist()
+    turn1 = batch["tokens"][r][batch["turn_masks"][0, r]].tolist()
+    turn2 = batch["tokens"][r][batch["turn_masks"][1, r]].tolist()
+    if r % 2:  # rows 1 and 3: an empty, untrained turn 1, then turn 2
+      second = TOK.encode(task.second_solution(p)) + end
+      assert row == episodes.prompt_ids(TOK, p) + end + followup + second
+      assert (turn1, turn2) == ([], second)
+    else:
+      assert turn1 == TOK.encode(task.solution(p)) + end and turn2 == []
+  with pytest.raises(ValueError, match="turn2_context"):
+    episodes.solution_batch(TOK, task, problems, True, turn2_context="none")
+
+
 def test_left_pad_equals_packing_to_the_longer_length():
   rows = [[([5, 6], -1), ([7], 0), ([8, 9], 1)], [([5], -1), ([7, 7], 0)]]
   short = episodes.pack(rows, pad_id=0, buckets=[8])

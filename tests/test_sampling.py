@@ -228,6 +228,32 @@ def test_logprobs_equal_one_training_forward_over_the_rollout(model):
                              atol=1e-5, rtol=0)
 
 
+def test_each_turn_samples_by_its_own_rule(model):
+  """Greedy turn 1, turn 2 at T = 2: turn 1 is the greedy rollout's, and
+  each sampled token's log-prob is that of its own turn's rule."""
+  config, params = model
+  kw = dict(followup_ids=[3, 4, 5], max_new_tokens=[6, 8], stop_ids=[255],
+            rng=jax.random.key(2), samples_per_prompt=2)
+  hot = sampling.SamplingConfig(temperature=2.0)
+  r = sampling.rollout(config, params, PROMPTS, sampling=[GREEDY, hot], **kw)
+  greedy = sampling.rollout(config, params, PROMPTS, sampling=GREEDY, **kw)
+  for row in range(2 * len(PROMPTS)):
+    assert _turn_ids(r, 0, row) == _turn_ids(greedy, 0, row)
+  logits = np.asarray(_forward_logits(config, params, r.tokens, r.positions,
+                                      r.valid))[:, :-1]
+  tokens = np.asarray(r.tokens)[:, 1:, None]
+  masks = np.asarray(r.turn_masks)[:, :, 1:]
+  for turn, temperature in ((0, 1.0), (1, 2.0)):
+    logp = jax.nn.log_softmax(jnp.asarray(logits / temperature), axis=-1)
+    want = np.take_along_axis(np.asarray(logp), tokens, -1)[..., 0]
+    np.testing.assert_allclose(np.asarray(r.logprobs)[:, 1:][masks[turn]],
+                               want[masks[turn]], atol=1e-5, rtol=0)
+  assert not all(_turn_ids(r, 1, row) == _turn_ids(greedy, 1, row)
+                 for row in range(2 * len(PROMPTS)))
+  with pytest.raises(ValueError, match="one per turn"):
+    sampling.rollout(config, params, PROMPTS, sampling=[GREEDY], **kw)
+
+
 def _first_token_logits(config, params, prompt, temperature):
   n = len(prompt)
   logits = _forward_logits(config, params, [prompt], [list(range(n))],

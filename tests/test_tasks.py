@@ -212,6 +212,18 @@ def test_arithmetic_second_style_steps_is_a_correct_restatement():
     get_task("arithmetic", second_style="twice")
 
 
+def test_arithmetic_first_style_answer_is_the_answer_line_alone():
+  task = get_task("arithmetic", first_style="answer", second_style="steps")
+  p = Problem(id="x", prompt="", reference="23",
+              meta={"expression": "3 + 4 * 5"})
+  assert task.solution(p) == "Answer: 23"
+  assert task.second_solution(p) == "4 * 5 = 20\n3 + 20 = 23\nAnswer: 23"
+  for q in task.problems("test")[:50]:
+    assert task.reward(q, task.solution(q)) == 1.0
+  with pytest.raises(ValueError, match="first_style"):
+    get_task("arithmetic", first_style="steps")
+
+
 def test_procedural_reasoning_gym_task():
   pytest.importorskip("reasoning_gym")
   task = get_task("procedural:basic_arithmetic",

@@ -167,7 +167,8 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
             max_new_tokens: Union[int, Sequence[int]],
             stop_ids: Sequence[int],
             rng: Array,
-            sampling: SamplingConfig = SamplingConfig(),
+            sampling: Union[SamplingConfig,
+                            Sequence[SamplingConfig]] = SamplingConfig(),
             decode_fn: Optional[Callable[[list[int]], str]] = None,
             pad_id: int = 0,
             end_of_turn_id: Optional[int] = None,
@@ -179,6 +180,7 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
   prompt_ids: P token-id lists (unpadded). followup_ids: the ids appended
   after each turn but the last (one list for every transition, or a list per
   transition). max_new_tokens: budget of every turn, or one per turn.
+  sampling: the rule of every turn, or one per turn (e.g. a hotter turn 2).
   stop_ids: a turn ends on any of them (empty: every turn runs to its
   budget, as benchmarks with forced length want). Rows are
   prompt-major: row p * k + j is sample j of prompt p. rng: a jax key; the
@@ -223,6 +225,11 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
     raise ValueError(f"max_new_tokens must be >= 1, got {budgets}")
   followups = _followups(followup_ids, num_turns) if num_turns > 1 else []
   stops = tuple(sorted(set(int(s) for s in stop_ids)))
+  rules = ([sampling] * num_turns if isinstance(sampling, SamplingConfig)
+           else list(sampling))
+  if len(rules) != num_turns:
+    raise ValueError(f"sampling has {len(rules)} rules, expected one per "
+                     f"turn ({num_turns})")
 
   rows = [p for p in prompts for _ in range(samples_per_prompt)]
   batch = len(rows)
@@ -250,7 +257,7 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
                                length=int(state["cache"]["index"]), **statics)
     state = _decode.decode(params, layers, state, jnp.int32(t),
                            jnp.int32(budgets[t]),
-                           jax.random.fold_in(rng, t), sampling=sampling,
+                           jax.random.fold_in(rng, t), sampling=rules[t],
                            stop_ids=stops, **statics)
     # Copied: the next call donates (deletes) the state's buffers.
     stopped.append(jnp.copy(state["done"]))

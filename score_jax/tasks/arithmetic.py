@@ -18,18 +18,25 @@ SPLIT_SIZES = {"train": 10_000, "test": 500}
 
 class ArithmeticTask(Task):
   """Options: min_terms, max_terms (2-4), max_operand (operands 0..max),
-  operators (subset of '+-*'), split_sizes ({split: count}), second_style
-  (the worked solution a warm start trains as turn 2: 'same' as turn 1, or
-  'steps': each reduction as its own equation, see `step_solution`), and the
-  common Task options. Test problems never appear in train."""
+  operators (subset of '+-*'), split_sizes ({split: count}), first_style
+  (the solution a warm start trains as turn 1: 'worked', one reduction per
+  line, or 'answer', the answer line alone), second_style (the one it trains
+  as turn 2: 'same' as turn 1, or 'steps': each reduction as its own
+  equation, see `step_solution`), and the common Task options. Test problems
+  never appear in train."""
   name = "arithmetic"
   default_prompt = prompts.ARITHMETIC_PROMPT
   correction_instruction = prompts.ANSWER_LINE_CORRECTION
 
   def __init__(self, *, min_terms: int = 2, max_terms: int = 4,
                max_operand: int = 9, operators: str = "+-*",
-               split_sizes=None, second_style: str = "same", **common):
+               split_sizes=None, first_style: str = "worked",
+               second_style: str = "same", **common):
     super().__init__(**common)
+    if first_style not in ("worked", "answer"):
+      raise ValueError(f"arithmetic: first_style must be 'worked' or "
+                       f"'answer', got {first_style!r}")
+    self.first_style = first_style
     if second_style not in ("same", "steps"):
       raise ValueError(f"arithmetic: second_style must be 'same' or 'steps', "
                        f"got {second_style!r}")
@@ -88,6 +95,8 @@ class ArithmeticTask(Task):
     return 1.0 if int(answer) == int(problem.reference) else 0.0
 
   def solution(self, problem) -> str:
+    if self.first_style == "answer":
+      return f"Answer: {problem.reference}"
     return worked_solution(problem.meta["expression"])
 
   def second_solution(self, problem) -> str:
