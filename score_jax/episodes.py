@@ -201,8 +201,9 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
   alone). turn2_context: what those rows hold before the instruction:
   'turn1', the first attempt (trained too), or 'empty', an empty first turn
   (just its end token, not trained), so turn 2 is learned as an attempt of
-  its own rather than as a restatement of turn 1. Problems without a known solution are an error. buckets: padded
-  lengths to choose from (default: powers of two)."""
+  its own rather than as a restatement of turn 1. Problems without a known
+  solution are an error. buckets: padded lengths to choose from (default:
+  powers of two)."""
   if turn2_context not in ("turn1", "empty"):
     raise ValueError(f"turn2_context must be 'turn1' or 'empty', got "
                      f"{turn2_context!r}")
