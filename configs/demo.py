@@ -86,7 +86,7 @@ def get_config(method: str = "") -> ml_collections.ConfigDict:
       # expressions train, 256 others test.
       "min_terms": 2, "max_terms": 3, "max_operand": 9,
       "prompt_template": PROMPT, "correction_instruction": CORRECTION,
-      "second_style": "steps",
+      "first_style": "worked", "second_style": "steps",
       "split_sizes": {"train": 4_000, "test": 256}})
   # 400 x 64 worked solutions; lr as for a small model trained from scratch.
   c.sft.lr = 3e-3

@@ -90,9 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sft.rewrite_turn2 = False
   # The fraction of warm-start rows that get that turn 2 (spread evenly).
   c.sft.turn2_fraction = 1.0
-  # What precedes the instruction in those rows: 'turn1' (the first attempt)
-  # or 'empty' (an empty first turn: turn 2 learned as an attempt of its own).
-  c.sft.turn2_context = "turn1"
+  # The fraction of those whose first turn is left empty (turn 2 learned as
+  # an attempt of its own, not only as a restatement of turn 1).
+  c.sft.empty_turn1_fraction = 0.0
   # Padded lengths of 'sft' batches, e.g. (160, 256): each batch takes the
   # smallest that fits (one compiled step per length). Empty: powers of two.
   c.sft.buckets = ()
@@ -250,12 +250,10 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if not all(isinstance(b, int) and b > 0 for b in buckets):
     raise ValueError(f"config.sft.buckets={buckets}: expected positive "
                      f"integer lengths")
-  if not 0.0 <= config.sft.turn2_fraction <= 1.0:
-    raise ValueError(f"config.sft.turn2_fraction={config.sft.turn2_fraction}"
-                     ": expected 0 .. 1")
-  if config.sft.turn2_context not in ("turn1", "empty"):
-    raise ValueError(f"config.sft.turn2_context={config.sft.turn2_context!r}"
-                     ": expected 'turn1' or 'empty'")
+  for field in ("turn2_fraction", "empty_turn1_fraction"):
+    if not 0.0 <= config.sft[field] <= 1.0:
+      raise ValueError(f"config.sft.{field}={config.sft[field]}: expected "
+                       "0 .. 1")
   for stage in {s.name for s in stages}:
     loss_config(config, stage, r.samples_per_prompt)  # validates names
   return stages

@@ -183,11 +183,16 @@ def _end_ids(tokenizer) -> list[int]:
   return [end if end is not None else tokenizer.eos_id]
 
 
+def _picked(index: int, fraction: float) -> bool:
+  """Whether item `index` is among a `fraction` of items spread evenly."""
+  return int((index + 1) * fraction) > int(index * fraction)
+
+
 def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
                    rewrite_turn2: bool = False,
                    buckets: Optional[Sequence[int]] = None,
                    turn2_fraction: float = 1.0, first_row: int = 0,
-                   turn2_context: str = "turn1"
+                   empty_turn1_fraction: float = 0.0
                    ) -> dict[str, np.ndarray]:
   """SFT warm start: the task's worked solutions as first attempts, never a
   wrong attempt followed by a right one. rewrite_turn2: after the correction
@@ -198,17 +203,16 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
   turn2_fraction: with rewrite_turn2, that fraction of the rows get a turn
   2, spread evenly over the step's global row indices (these problems are
   rows first_row, first_row + 1, ... of it; the rest are first attempts
-  alone). turn2_context: what those rows hold before the instruction:
-  'turn1', the first attempt (trained too), or 'empty', an empty first turn
-  (just its end token, not trained), so turn 2 is learned as an attempt of
-  its own rather than as a restatement of turn 1. Problems without a known
+  alone). empty_turn1_fraction: that fraction of the turn-2 rows (spread
+  evenly over them) hold an empty first turn (just its end token, not
+  trained) instead of the first attempt, so turn 2 is also learned as an
+  attempt of its own, not only as a restatement of turn 1. Problems without a known
   solution are an error. buckets: padded lengths to choose from (default:
   powers of two)."""
-  if turn2_context not in ("turn1", "empty"):
-    raise ValueError(f"turn2_context must be 'turn1' or 'empty', got "
-                     f"{turn2_context!r}")
-  if not 0.0 <= turn2_fraction <= 1.0:
-    raise ValueError(f"turn2_fraction must be in [0, 1], got {turn2_fraction}")
+  for name, value in (("turn2_fraction", turn2_fraction),
+                      ("empty_turn1_fraction", empty_turn1_fraction)):
+    if not 0.0 <= value <= 1.0:
+      raise ValueError(f"{name} must be in [0, 1], got {value}")
   followup = tokenizer.followup_ids(task.correction_instruction)
   rows = []
   for i, p in enumerate(problems, start=first_row):
@@ -218,10 +222,10 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
                        f"problem {p.id!r}; the 'sft' stage needs one")
     answer = tokenizer.encode(text) + _end_ids(tokenizer)
     row = [(prompt_ids(tokenizer, p), -1), (answer, 0)]
-    if rewrite_turn2 and (int((i + 1) * turn2_fraction)
-                          > int(i * turn2_fraction)):
+    if rewrite_turn2 and _picked(i, turn2_fraction):
       second = tokenizer.encode(task.second_solution(p)) + _end_ids(tokenizer)
-      if turn2_context == "empty":
+      # This is turn-2 row number int((i + 1) * turn2_fraction) - 1.
+      if _picked(int((i + 1) * turn2_fraction) - 1, empty_turn1_fraction):
         row[1] = (_end_ids(tokenizer), -1)
       row += [(followup, -1), (second, 1)]
     rows.append(row)

@@ -320,7 +320,7 @@ class Trainer:
           self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
           tuple(self.config.sft.buckets) or None,
           self.config.sft.turn2_fraction, first,
-          self.config.sft.turn2_context)
+          self.config.sft.empty_turn1_fraction)
       k = 1
     else:
       r = self.config.rollout

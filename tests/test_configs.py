@@ -184,7 +184,7 @@ def test_unknown_decay_is_named():
 
 
 @pytest.mark.parametrize("field, value", [("turn2_fraction", 1.5),
-                                          ("turn2_context", "none")])
+                                          ("empty_turn1_fraction", -0.5)])
 def test_bad_warm_start_turn2_options_are_named(field, value):
   c = configs_lib.base_config()
   c.schedule = "sft:2"

@@ -75,24 +75,32 @@ def test_warm_start_turn2_fraction_is_spread_over_global_rows():
 
 
 def test_warm_start_turn2_after_an_empty_first_turn():
+  """Half the rows get a turn 2 (rows 1, 3, 5, 7); half of those (rows 3
+  and 7) an empty, untrained turn 1 before it."""
   task = get_task("arithmetic", second_style="steps")
-  problems = task.problems("train")[:4]
+  problems = task.problems("train")[:8]
   batch = episodes.solution_batch(TOK, task, problems, True,
-                                  turn2_fraction=0.5, turn2_context="empty")
+                                  turn2_fraction=0.5, empty_turn1_fraction=0.5)
   end = [TOK.end_of_turn_id]
   followup = TOK.followup_ids(task.correction_instruction)
   for r, p in enumerate(problems):
     row = batch["tokens"][r][batch["valid"][r]].tolist()
     turn1 = batch["tokens"][r][batch["turn_masks"][0, r]].tolist()
     turn2 = batch["tokens"][r][batch["turn_masks"][1, r]].tolist()
-    if r % 2:  # rows 1 and 3: an empty, untrained turn 1, then turn 2
-      second = TOK.encode(task.second_solution(p)) + end
-      assert row == episodes.prompt_ids(TOK, p) + end + followup + second
+    first = TOK.encode(task.solution(p)) + end
+    second = TOK.encode(task.second_solution(p)) + end
+    prompt = episodes.prompt_ids(TOK, p)
+    if r in (3, 7):
+      assert row == prompt + end + followup + second
       assert (turn1, turn2) == ([], second)
+    elif r in (1, 5):
+      assert row == prompt + first + followup + second
+      assert (turn1, turn2) == (first, second)
     else:
-      assert turn1 == TOK.encode(task.solution(p)) + end and turn2 == []
-  with pytest.raises(ValueError, match="turn2_context"):
-    episodes.solution_batch(TOK, task, problems, True, turn2_context="none")
+      assert (row, turn1, turn2) == (prompt + first, first, [])
+  with pytest.raises(ValueError, match="empty_turn1_fraction"):
+    episodes.solution_batch(TOK, task, problems, True,
+                            empty_turn1_fraction=2.0)
 
 
 def test_left_pad_equals_packing_to_the_longer_length():
