@@ -17,6 +17,9 @@ stage: `after_sft_*` is the base row, `after_stage2_*` the SCoRe row.
 Status (docs/DEMO.md): the base is right on about 48% of held-out problems,
 but its turn 2 copies turn 1's answer, and 120 RL steps do not change that
 (Δ stays within ±0.4 points): the demo does not show self-correction yet.
+`--config.sft.turn2_fraction=0.6 --config.sft.empty_turn1_fraction=0.8`
+gives a base whose turn 2 changes answers both ways (Δ -9.0, as the
+paper's bases); RL from it has not yet made Δ positive (DEMO.md 3b).
 
   score-jax train --config=configs/demo.py --workdir=/tmp/score_demo
 

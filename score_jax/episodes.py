@@ -206,9 +206,10 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
   alone). empty_turn1_fraction: that fraction of the turn-2 rows (spread
   evenly over them) hold an empty first turn (just its end token, not
   trained) instead of the first attempt, so turn 2 is also learned as an
-  attempt of its own, not only as a restatement of turn 1. Problems without a known
-  solution are an error. buckets: padded lengths to choose from (default:
-  powers of two)."""
+  attempt of its own, not only as a restatement of turn 1 (no answer is
+  corrected there: the empty turn holds none, and the model is never
+  trained to give one). Problems without a known solution are an error.
+  buckets: padded lengths to choose from (default: powers of two)."""
   for name, value in (("turn2_fraction", turn2_fraction),
                       ("empty_turn1_fraction", empty_turn1_fraction)):
     if not 0.0 <= value <= 1.0:
