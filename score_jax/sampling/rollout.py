@@ -107,14 +107,17 @@ def compile_count() -> int:
   return sum(_decode.TRACE_COUNTS.values())
 
 
-def _per_turn(value, num_turns: int, name: str) -> list:
-  if isinstance(value, (int, np.integer)):
-    return [int(value)] * num_turns
+def _per_turn(value, num_turns: int, name: str,
+              single=(int, np.integer)) -> list:
+  """`value` for every turn when it is one `single`, else its one entry per
+  turn."""
+  if isinstance(value, single):
+    return [value] * num_turns
   value = list(value)
   if len(value) != num_turns:
     raise ValueError(f"{name} has {len(value)} entries, expected one per "
                      f"turn ({num_turns})")
-  return [int(v) for v in value]
+  return value
 
 
 def _followups(followup_ids, num_turns: int) -> list[list[int]]:
@@ -220,16 +223,13 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
     if bad:
       raise ValueError(f"prompt {i} has ids outside the vocab "
                        f"[0, {config.vocab_size}): {bad[:5]}")
-  budgets = _per_turn(max_new_tokens, num_turns, "max_new_tokens")
+  budgets = [int(b) for b in
+             _per_turn(max_new_tokens, num_turns, "max_new_tokens")]
   if min(budgets) < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {budgets}")
   followups = _followups(followup_ids, num_turns) if num_turns > 1 else []
   stops = tuple(sorted(set(int(s) for s in stop_ids)))
-  rules = ([sampling] * num_turns if isinstance(sampling, SamplingConfig)
-           else list(sampling))
-  if len(rules) != num_turns:
-    raise ValueError(f"sampling has {len(rules)} rules, expected one per "
-                     f"turn ({num_turns})")
+  rules = _per_turn(sampling, num_turns, "sampling", SamplingConfig)
 
   rows = [p for p in prompts for _ in range(samples_per_prompt)]
   batch = len(rows)
