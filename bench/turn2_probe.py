@@ -16,10 +16,7 @@ import jax
 import numpy as np
 
 from score_jax import episodes
-from score_jax import models
-from score_jax import sharding as sharding_lib
 from score_jax import tasks
-from score_jax import train as train_lib
 from score_jax.commands import eval as eval_cmd
 from score_jax.sampling import SamplingConfig
 
@@ -40,12 +37,7 @@ def main(argv) -> None:
     raise app.UsageError(f"--checkpoint={FLAGS.checkpoint}: expected a "
                          "training checkpoint")
   config = eval_cmd.eval_config(FLAGS.config, source, None)
-  ctx = sharding_lib.ShardingCtx(
-      sharding_lib.make_mesh(tuple(config.mesh.shape)),
-      tuple(tuple(r) for r in config.mesh.rules))
-  model_config, params, tokenizer = train_lib.load_policy(config, ctx)
-  params = eval_cmd.restore_run_params(source.where, params, model_config)
-  model = models.Transformer(model_config, sharding=ctx)
+  model, params, tokenizer, ctx = eval_cmd.load_model(config, source)
   task = tasks.get_task(config.task.name, **config.task.options.to_dict())
   problems = task.problems(config.task.eval_split)[:_PROBLEMS.value]
   print(f"{source.where}: {len(problems)} problems x k={_K.value}, turn 1 at "

@@ -233,6 +233,21 @@ def eval_config(config: ml_collections.ConfigDict, source: Source,
   return config
 
 
+def load_model(config: ml_collections.ConfigDict, source: Source):
+  """(model, params, tokenizer, sharding ctx) of `source` under the config's
+  mesh: a training checkpoint's params, or the model spec's."""
+  from score_jax import models  # pylint: disable=g-import-not-at-top
+  from score_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
+  from score_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+  ctx = sharding_lib.ShardingCtx(
+      sharding_lib.make_mesh(tuple(config.mesh.shape)),
+      tuple(tuple(r) for r in config.mesh.rules))
+  model_config, params, tokenizer = train_lib.load_policy(config, ctx)
+  if source.kind == "run":
+    params = restore_run_params(source.where, params, model_config)
+  return models.Transformer(model_config, sharding=ctx), params, tokenizer, ctx
+
+
 def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
              workdir: Optional[str] = None, task: Optional[str] = None,
              num_turns: Optional[int] = None, protocol: Optional[str] = None,
@@ -242,8 +257,6 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   'name', 'workdir'} (paths from `reports.write_report`)."""
   import tqdm  # pylint: disable=g-import-not-at-top
   from score_jax import episodes as episodes_lib  # pylint: disable=g-import-not-at-top
-  from score_jax import models  # pylint: disable=g-import-not-at-top
-  from score_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
   from score_jax import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   from score_jax import train as train_lib  # pylint: disable=g-import-not-at-top
 
@@ -275,13 +288,7 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
     raise EvalInputError(f"task {task_obj.name!r}: split "
                          f"{config.task.eval_split!r} has no problems")
 
-  ctx = sharding_lib.ShardingCtx(
-      sharding_lib.make_mesh(tuple(config.mesh.shape)),
-      tuple(tuple(r) for r in config.mesh.rules))
-  model_config, params, tokenizer = train_lib.load_policy(config, ctx)
-  if source.kind == "run":
-    params = restore_run_params(source.where, params, model_config)
-  model = models.Transformer(model_config, sharding=ctx)
+  model, params, tokenizer, ctx = load_model(config, source)
 
   bar = tqdm.tqdm(total=len(problems), desc=f"eval {protocol}",
                   unit="problem", disable=not progress, dynamic_ncols=True)
