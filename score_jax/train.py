@@ -319,8 +319,8 @@ class Trainer:
       batch = episodes_lib.solution_batch(
           self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
           tuple(self.config.sft.buckets) or None,
-          self.config.sft.turn2_fraction, first,
-          self.config.sft.empty_turn1_fraction)
+          turn2_fraction=self.config.sft.turn2_fraction, first_row=first,
+          empty_turn1_fraction=self.config.sft.empty_turn1_fraction)
       k = 1
     else:
       r = self.config.rollout
