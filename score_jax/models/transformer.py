@@ -41,6 +41,33 @@ def _dense_init(in_axis, out_axis):
                                           in_axis=in_axis, out_axis=out_axis)
 
 
+@jax.custom_vjp
+def _dense(x: Array, w: Array) -> Array:
+  """x [..., I] @ w [I, O], with the weight gradient taken as x^T g.
+
+  Autodiff of `x @ w` gives the weight gradient as (g^T x)^T, and XLA's CPU
+  backend then writes g (the larger [N, O] operand) out transposed, fused
+  with the elementwise work that produced it: over a third of a training
+  step of the demo's model went to those copies (docs/PERFORMANCE.md).
+  Same values; remat policies see the forward's dot as before.
+  """
+  return x @ w
+
+
+def _dense_fwd(x: Array, w: Array) -> tuple[Array, tuple[Array, Array]]:
+  return x @ w, (x, w)
+
+
+def _dense_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+  x, w = res
+  dw = jnp.einsum("ni,no->io", x.reshape(-1, x.shape[-1]),
+                  g.reshape(-1, g.shape[-1]))
+  return (g @ w.T).astype(x.dtype), dw.astype(w.dtype)
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
 def positions_from_mask(mask: Array) -> Array:
   """Positions of a left-padded batch: bool[B, T] -> int32[B, T], pads at 0."""
   return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
@@ -118,9 +145,10 @@ class Attention(nn.Module):
                 ("embed", "kv_heads", "head_dim"))
     wo = _param(self, "o", _dense_init((0, 1), 2), (H, Dh, D),
                 ("heads", "head_dim", "embed"))
-    q = jnp.einsum("btd,dhk->bthk", x, wq.astype(dt))
-    k = jnp.einsum("btd,dhk->bthk", x, wk.astype(dt))
-    v = jnp.einsum("btd,dhk->bthk", x, wv.astype(dt))
+    B, T = x.shape[:2]
+    q = _dense(x, wq.astype(dt).reshape(D, H * Dh)).reshape(B, T, H, Dh)
+    k = _dense(x, wk.astype(dt).reshape(D, K * Dh)).reshape(B, T, K, Dh)
+    v = _dense(x, wv.astype(dt).reshape(D, K * Dh)).reshape(B, T, K, Dh)
     q = constrain(q, ("batch", "length", "act_heads", None), self.sharding)
     k = constrain(k, ("batch", "length", "act_kv_heads", None), self.sharding)
     v = constrain(v, ("batch", "length", "act_kv_heads", None), self.sharding)
@@ -130,7 +158,6 @@ class Attention(nn.Module):
     inv_freq = _rope_inv_freq(c, layer["rope_base"], layer["rope_scale"])
     q = apply_rope(q, ctx["q_pos"], inv_freq) * jnp.asarray(c.query_scale, dt)
     k = apply_rope(k, ctx["q_pos"], inv_freq)
-    B, T = x.shape[:2]
     q = q.reshape(B, T, K, G, Dh)
     if "k" in layer:
       return self._attend_cache(q, k, v, wo, layer, ctx)
@@ -183,10 +210,12 @@ class Attention(nn.Module):
   def _project_out(self, out: Array, wo: Array) -> Array:
     """Attention output [B, T, K, G, Dh] -> [B, T, D]."""
     B, T = out.shape[:2]
-    out = out.reshape(B, T, self.config.num_heads, self.config.head_dim)
+    c = self.config
+    out = out.reshape(B, T, c.num_heads, c.head_dim)
     out = constrain(out, ("batch", "length", "act_heads", None), self.sharding)
-    return jnp.einsum("bthk,hkd->btd", out, wo.astype(jnp.dtype(
-        self.config.dtype)))
+    wo = wo.astype(jnp.dtype(c.dtype)).reshape(c.num_heads * c.head_dim,
+                                               c.embed_dim)
+    return _dense(out.reshape(B, T, -1), wo)
 
 
 class MLP(nn.Module):
@@ -203,9 +232,9 @@ class MLP(nn.Module):
     down = _param(self, "down", _dense_init(0, 1), (F, D), ("mlp", "embed"))
     act = (jax.nn.silu if c.activation == "silu" else
            lambda z: jax.nn.gelu(z, approximate=True))
-    h = act(x @ gate.astype(dt)) * (x @ up.astype(dt))
+    h = act(_dense(x, gate.astype(dt))) * _dense(x, up.astype(dt))
     h = constrain(h, ("batch", "length", "act_mlp"), self.sharding)
-    return h @ down.astype(dt)
+    return _dense(h, down.astype(dt))
 
 
 class Block(nn.Module):
@@ -348,7 +377,7 @@ class Transformer(nn.Module):
     if c.tie_embeddings:
       logits = jnp.einsum("btd,vd->btv", hidden, self.embedding.astype(dt))
     else:
-      logits = hidden @ self.lm_head.astype(dt)
+      logits = _dense(hidden, self.lm_head.astype(dt))
     logits = constrain(logits, ("batch", "length", "act_vocab"), self.sharding)
     return _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
 
