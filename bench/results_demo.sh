@@ -2,6 +2,8 @@
 # Every row of docs/RESULTS.md's demo-model table, from one shared warm start.
 #
 #   bash bench/results_demo.sh [RUNS_DIR]     (default runs/demo)
+#   JOBS=2 bash bench/results_demo.sh ...      (trained rows two at a time,
+#                                               each logged to RUNS_DIR/NAME.log)
 #
 # 1. the warm start (configs/demo.py:base, 400 SFT steps; its end-of-stage
 #    greedy evaluation is the "base" row);
@@ -14,7 +16,9 @@ set -euo pipefail
 
 runs="${1:-runs/demo}"
 base="${runs}/base"
+jobs_max="${JOBS:-1}"
 mkdir -p "${runs}"
+pids=()
 
 train() {  # train NAME METHOD [extra flags...]
   local name="$1" method="$2"
@@ -29,16 +33,38 @@ train() {  # train NAME METHOD [extra flags...]
     --workdir="${runs}/${name}" --config.log.progress=False "$@"
 }
 
+wait_rows() {  # fails if any row running in the background failed
+  local pid
+  for pid in "${pids[@]}"; do
+    wait "${pid}"
+  done
+  pids=()
+}
+
+row() {  # row NAME METHOD [extra flags...]: now, or in a free job slot
+  if (( jobs_max <= 1 )); then
+    train "$@"
+    return
+  fi
+  echo "== ${1}: in the background, log ${runs}/${1}.log"
+  train "$@" > "${runs}/${1}.log" 2>&1 &
+  pids+=("$!")
+  if (( ${#pids[@]} >= jobs_max )); then
+    wait_rows
+  fi
+}
+
 if [[ ! -d "${base}/checkpoints/400" ]]; then
   echo "== base: configs/demo.py:base"
   score-jax train --config=configs/demo.py:base --workdir="${base}" \
     --config.checkpoint.every=400 --config.log.progress=False
 fi
-train score score
-train score_seed1 score --config.seed=1
-train single_turn_rl single_turn_rl
-train naive_multiturn_rl naive_multiturn_rl
-train score_no_stage1 score_no_stage1
-train score_no_shaping score_no_shaping
-train star star
-train pair_sft pair_sft
+row score score
+row score_seed1 score --config.seed=1
+row single_turn_rl single_turn_rl
+row naive_multiturn_rl naive_multiturn_rl
+row score_no_stage1 score_no_stage1
+row score_no_shaping score_no_shaping
+row star star
+row pair_sft pair_sft
+wait_rows

