@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from score_jax import models, sharding
+from score_jax.models import transformer as transformer_lib
 
 FAMILIES = ["tiny-llama", "tiny-gemma", "tiny-gemma2", "tiny-gemma3"]
 
@@ -171,17 +172,15 @@ def test_remat_policies_keep_values_and_grads(policy):
                got_grad, want_grad)
 
 
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_dense_gradients_equal_autodiff_of_the_matmul(dtype):
   # The model's projections take the weight gradient as x^T g (a custom
   # VJP, for XLA's CPU layouts); it must equal autodiff of x @ w.
-  from score_jax.models import transformer  # pylint: disable=g-import-not-at-top
   kx, kw, kg = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (3, 5, 8)).astype(dtype)
   w = jax.random.normal(kw, (8, 6)).astype(dtype)
   g = jax.random.normal(kg, (3, 5, 6)).astype(dtype)
-  got, got_vjp = jax.vjp(transformer._dense, x, w)  # pylint: disable=protected-access
+  got, got_vjp = jax.vjp(transformer_lib._dense, x, w)  # pylint: disable=protected-access
   want, want_vjp = jax.vjp(jnp.matmul, x, w)
   tol = 1e-6 if dtype == "float32" else 2e-2
   np.testing.assert_allclose(np.float32(got), np.float32(want), atol=tol)
@@ -189,6 +188,7 @@ def test_dense_gradients_equal_autodiff_of_the_matmul(dtype):
     assert a.dtype == b.dtype and a.shape == b.shape
     np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=tol,
                                atol=tol)
+
 
 def _compile_seconds(num_layers):
   config = models.get_preset("gemma2-2b").replace(
