@@ -5,10 +5,10 @@
 #   JOBS=2 bash bench/results_demo.sh ...      (trained rows two at a time,
 #                                               each logged to RUNS_DIR/NAME.log)
 #
-# 1. the warm start (configs/demo.py:base, 400 SFT steps; its end-of-stage
-#    greedy evaluation is the "base" row);
+# 1. the warm start (configs/demo.py:base, WARM_START's SFT steps; its
+#    end-of-stage greedy evaluation is the "base" row);
 # 2. each trained method starts at that checkpoint (config.start_from) and
-#    runs its own 120 steps; SCoRe twice (seeds 0 and 1);
+#    runs its own RL_STEPS steps; SCoRe twice (seeds 0 and 1);
 # (No Self-Refine row: see configs/demo.py.)
 # A row whose workdir already holds its final evaluation is skipped, so the
 # script can be re-run after an interruption (runs resume from checkpoints).
@@ -19,17 +19,24 @@ base="${runs}/base"
 jobs_max="${JOBS:-1}"
 mkdir -p "${runs}"
 pids=()
+# The warm start's length and the last step of every trained row, from the
+# config itself (WARM_START = "sft:N", RL_STEPS).
+read -r warm rl_steps < <(python -c "
+import runpy
+demo = runpy.run_path('configs/demo.py')
+print(demo['WARM_START'].split(':')[1], demo['RL_STEPS'])")
+last=$((warm + rl_steps))
 
 train() {  # train NAME METHOD [extra flags...]
   local name="$1" method="$2"
   shift 2
-  if compgen -G "${runs}/${name}/eval/after_*_step520.json" > /dev/null; then
+  if compgen -G "${runs}/${name}/eval/after_*_step${last}.json" > /dev/null; then
     echo "== ${name}: done"
     return
   fi
   echo "== ${name}: configs/demo.py:${method} $*"
   score-jax train --config="configs/demo.py:${method}" \
-    --config.start_from="${base}/checkpoints/400" \
+    --config.start_from="${base}/checkpoints/${warm}" \
     --workdir="${runs}/${name}" --config.log.progress=False "$@"
 }
 
@@ -54,10 +61,10 @@ row() {  # row NAME METHOD [extra flags...]: now, or in a free job slot
   fi
 }
 
-if [[ ! -d "${base}/checkpoints/400" ]]; then
+if [[ ! -d "${base}/checkpoints/${warm}" ]]; then
   echo "== base: configs/demo.py:base"
   score-jax train --config=configs/demo.py:base --workdir="${base}" \
-    --config.checkpoint.every=400 --config.log.progress=False
+    --config.checkpoint.every="${warm}" --config.log.progress=False
 fi
 row score score
 row score_seed1 score --config.seed=1

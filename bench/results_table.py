@@ -11,25 +11,35 @@ as missing, never filled in.
 
 import argparse
 import os
+import runpy
 import shutil
 import sys
 
 from score_jax.evaluation import reports
 
-# (label, run directory under RUNS_DIR, report name pattern under its eval/)
+# (label, run directory under RUNS_DIR, stage its final report is named
+# after: eval/after_<stage>_step<N>.json)
 ROWS = [
-    ("Base (warm start, two-turn prompt)", "base", "after_sft_step400"),
-    ("STaR", "star", "after_star_step520"),
-    ("Pair-SFT", "pair_sft", "after_pair_sft_step520"),
-    ("Single-turn RL", "single_turn_rl", "after_single_turn_step520"),
+    ("Base (warm start, two-turn prompt)", "base", "sft"),
+    ("STaR", "star", "star"),
+    ("Pair-SFT", "pair_sft", "pair_sft"),
+    ("Single-turn RL", "single_turn_rl", "single_turn"),
     ("Naive multi-turn RL (α = 0, no Stage I)", "naive_multiturn_rl",
-     "after_stage2_step520"),
-    ("SCoRe w/o Stage I", "score_no_stage1", "after_stage2_step520"),
-    ("SCoRe w/o reward shaping (α = 0)", "score_no_shaping",
-     "after_stage2_step520"),
-    ("SCoRe, seed 0", "score", "after_stage2_step520"),
-    ("SCoRe, seed 1", "score_seed1", "after_stage2_step520"),
+     "stage2"),
+    ("SCoRe w/o Stage I", "score_no_stage1", "stage2"),
+    ("SCoRe w/o reward shaping (α = 0)", "score_no_shaping", "stage2"),
+    ("SCoRe, seed 0", "score", "stage2"),
+    ("SCoRe, seed 1", "score_seed1", "stage2"),
 ]
+
+
+def final_steps() -> tuple[int, int]:
+  """The base row's last step and every trained row's, from configs/demo.py
+  (WARM_START = "sft:N", then RL_STEPS of each method)."""
+  demo = runpy.run_path(os.path.join(os.path.dirname(__file__), os.pardir,
+                                     "configs", "demo.py"))
+  warm = int(demo["WARM_START"].split(":")[1])
+  return warm, warm + demo["RL_STEPS"]
 
 
 def main(argv=None) -> int:
@@ -37,9 +47,12 @@ def main(argv=None) -> int:
   parser.add_argument("runs_dir")
   parser.add_argument("--copy_to", default="")
   args = parser.parse_args(argv)
+  warm, last = final_steps()
   found, labels, missing = [], [], []
-  for label, run, name in ROWS:
-    path = os.path.join(args.runs_dir, run, "eval", f"{name}.json")
+  for label, run, stage in ROWS:
+    step = warm if run == "base" else last
+    path = os.path.join(args.runs_dir, run, "eval",
+                        f"after_{stage}_step{step}.json")
     if not os.path.exists(path):
       missing.append(f"{label} ({path})")
       continue

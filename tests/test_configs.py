@@ -204,7 +204,8 @@ def test_demo_methods_change_what_the_small_setting_methods_change(name):
   lr = {f"lr_by_stage.{name}"} if name in ("star", "pair_sft") else set()
   assert set(changed) == set(METHOD_CHANGES[name]) | lr
   assert all(changed[k] == score["optimizer.lr"] for k in lr)
-  assert changed.get("schedule", "sft:400").startswith("sft:400")
+  warm_start = runpy.run_path(str(CONFIGS / "demo.py"))["WARM_START"]
+  assert changed.get("schedule", warm_start).startswith(warm_start)
   configs_lib.validate(load(f"demo.py:{name}"))
 
 
