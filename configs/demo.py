@@ -99,9 +99,9 @@ def get_config(method: str = "") -> ml_collections.ConfigDict:
   c.sft.turn2_fraction = 1.0
   c.sft.empty_turn1_fraction = 0.8
   c.sft.decay = "cosine"
-  # The two-turn rows are at most 119 ids (answer-only turn 1); 160 is what
-  # every measured run of this config used.
-  c.sft.buckets = (160, 256)
+  # The warm start's rows are at most 120 ids (answer-only turn 1): 128
+  # slots (160 until 2026-12-02: 25% more work per step).
+  c.sft.buckets = (128, 256)
   c.optimizer.warmup_steps = 10
   # Remat `full` is faster here, not only smaller (docs/PERFORMANCE.md).
   c.model.remat_policy = "full"

@@ -56,6 +56,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.rollout.temperature = 1.0
   c.rollout.top_k = 0
   c.rollout.top_p = 1.0
+  # RL train steps run on the rollout's rows repacked without the slots a
+  # turn left unused after its stop (and the prompt bucket's padding), to
+  # the longest row rounded up to a multiple of this; 0: the rollout's
+  # layout as sampled (episodes.compact).
+  c.rollout.repack_multiple = 32
 
   c.loss = ml_collections.ConfigDict()  # rl/losses.py LossConfig
   c.loss.alpha = 10.0
@@ -231,6 +236,9 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if r.samples_per_prompt < 1 or r.prompts_per_step < 1:
     raise ValueError("config.rollout: samples_per_prompt and "
                      "prompts_per_step must be >= 1")
+  if r.repack_multiple < 0:
+    raise ValueError(f"config.rollout.repack_multiple={r.repack_multiple}: "
+                     "expected >= 0 (0: no repacking)")
   rows = r.prompts_per_step * r.samples_per_prompt
   if rows % config.step.micro_batches:
     raise ValueError(f"config.step.micro_batches={config.step.micro_batches}"

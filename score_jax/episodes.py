@@ -134,6 +134,39 @@ def rl_batch(episodes: Episodes) -> dict[str, np.ndarray]:
           "rewards": rewards[:2].astype(np.float32)}
 
 
+def compact(batch: dict[str, np.ndarray], multiple: int,
+            pad_id: int) -> dict[str, np.ndarray]:
+  """A batch of `rl_batch` without its invalid slots: each row's valid
+  tokens, in order, left-padded to the longest row rounded up to a multiple
+  of `multiple` (never longer than before; multiple=0: the batch as it is).
+
+  A rollout's layout keeps every turn's whole budget of slots after its stop
+  and the prompt bucket's left padding; a train step over it computes on
+  those gaps too. Attention follows `valid` and positions (cumsum(valid) - 1,
+  pads at 0, as `pack` lays rows out), both of which this keeps, so the
+  step's loss is that of the uncompacted batch up to float rounding.
+  Lengths come in steps of `multiple`: at most (layout / multiple) shapes
+  of the train step per run."""
+  if multiple <= 0:
+    return batch
+  valid = batch["valid"]
+  have = valid.shape[-1]
+  longest = max(int(valid.sum(-1).max()), 1)
+  length = min(have, -(-longest // multiple) * multiple)
+  # Stable: the invalid slots first, then the valid ones in their order.
+  order = np.argsort(valid, axis=-1, kind="stable")[:, have - length:]
+  out = dict(batch)
+  out["valid"] = np.take_along_axis(valid, order, -1)
+  out["tokens"] = np.where(
+      out["valid"], np.take_along_axis(batch["tokens"], order, -1),
+      pad_id).astype(np.int32)
+  out["positions"] = np.maximum(
+      np.cumsum(out["valid"], -1) - 1, 0).astype(np.int32)
+  out["turn_masks"] = np.take_along_axis(batch["turn_masks"], order[None],
+                                         -1)
+  return out
+
+
 def pack(rows: Sequence[Sequence[tuple[Sequence[int], int]]], pad_id: int,
          buckets: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
   """Left-padded batch from rows of (ids, turn) segments; turn -1 is context
@@ -233,10 +266,12 @@ def solution_batch(tokenizer, task: Task, problems: Sequence[Problem],
   return pack(rows, tokenizer.pad_id, buckets)
 
 
-def star_batch(episodes: Episodes) -> tuple[dict[str, np.ndarray], int]:
+def star_batch(episodes: Episodes, multiple: int = 0, pad_id: int = 0
+               ) -> tuple[dict[str, np.ndarray], int]:
   """STaR: train on turn 2 of the rows whose turn 2 fixed a wrong turn 1;
-  other rows stay in the batch with nothing to train. Returns (batch, kept)."""
-  batch = rl_batch(episodes)
+  other rows stay in the batch with nothing to train. Returns (batch, kept).
+  multiple, pad_id: as `compact`."""
+  batch = compact(rl_batch(episodes), multiple, pad_id)
   r = episodes.rewards
   keep = (r[0] < 0.5) & (r[1] >= 0.5)
   batch["turn_masks"][0] = False

@@ -299,8 +299,10 @@ class Trainer:
     eps = self.sample(step, problems, num_turns, k)
     times["time/rollout"] = time.perf_counter() - start
     mid = time.perf_counter()
-    metrics = self.update(stage, step, episodes_lib.rl_batch(eps), k,
-                          rows=eps.total, start=eps.start)
+    batch = episodes_lib.compact(episodes_lib.rl_batch(eps),
+                                 r.repack_multiple, self.tokenizer.pad_id)
+    metrics = self.update(stage, step, batch, k, rows=eps.total,
+                          start=eps.start)
     times["time/update"] = time.perf_counter() - mid
     turns = episodes_lib.turn_metrics(eps)
     tokens = eps.total * sum(v for key, v in turns.items()
@@ -328,7 +330,8 @@ class Trainer:
       eps = self.sample(step, self.problems_for_step(step, r.prompts_per_step),
                         2, k)
       if stage.name == "star":
-        batch, kept = episodes_lib.star_batch(eps)
+        batch, kept = episodes_lib.star_batch(eps, r.repack_multiple,
+                                              self.tokenizer.pad_id)
       else:
         batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task)
         k = 1

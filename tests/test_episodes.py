@@ -132,3 +132,45 @@ def test_turn_metrics_and_gather_in_one_process():
   np.testing.assert_array_equal(whole.rewards, eps.rewards)
   with pytest.raises(ValueError, match="3 rows given for a batch of 2"):
     episodes.gather(eps, problems + problems[:1])
+
+
+def _gapped_batch(seed=0, rows=6, length=40):
+  """Rows laid out as a rollout: [pad | x | y1 + gap | p2 | y2 + gap]."""
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(1, 50, (rows, length)).astype(np.int32)
+  valid = np.arange(length)[None] >= rng.integers(0, 6, rows)[:, None]
+  turns = np.zeros((2, rows, length), bool)
+  turns[0, :, 8:20] = True
+  turns[1, :, 26:] = True
+  for r in range(rows):  # each turn stops somewhere in its budget
+    valid[r, 8 + rng.integers(1, 8):20] = False
+    valid[r, 26 + rng.integers(1, 10):] = False
+  turns &= valid[None]
+  tokens[~valid] = 0
+  return {"tokens": tokens, "valid": valid,
+          "positions": np.maximum(np.cumsum(valid, 1) - 1, 0).astype(np.int32),
+          "turn_masks": turns,
+          "rewards": rng.integers(0, 2, (2, rows)).astype(np.float32)}
+
+
+def test_compact_keeps_every_rows_tokens_turns_and_positions():
+  batch = _gapped_batch()
+  packed = episodes.compact(batch, 8, pad_id=0)
+  longest = batch["valid"].sum(1).max()
+  assert packed["tokens"].shape[1] == -(-longest // 8) * 8 < 40
+  for r in range(6):
+    keep, got = batch["valid"][r], packed["valid"][r]
+    # Left-padded: the valid slots are the row's last ones, in order.
+    assert got.sum() == keep.sum() and got[-got.sum():].all()
+    for key in ("tokens", "positions"):
+      np.testing.assert_array_equal(packed[key][r][got], batch[key][r][keep])
+    for t in range(2):
+      np.testing.assert_array_equal(packed["turn_masks"][t, r][got],
+                                    batch["turn_masks"][t, r][keep])
+    assert not packed["turn_masks"][:, r][:, ~got].any()
+    assert (packed["tokens"][r][~got] == 0).all()
+    assert (packed["positions"][r][~got] == 0).all()
+  assert packed["rewards"] is batch["rewards"]
+  # Never longer than the layout; 0 leaves the batch as it is.
+  assert episodes.compact(batch, 64, pad_id=0)["tokens"].shape[1] == 40
+  assert episodes.compact(batch, 0, pad_id=0) is batch

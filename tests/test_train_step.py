@@ -184,3 +184,46 @@ def test_a_batch_with_nothing_to_train_changes_nothing():
   for a, b in zip(jax.tree.leaves((after.params, after.opt_state)),
                   jax.tree.leaves((before.params, before.opt_state))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_step_on_a_compacted_rollout_batch_is_the_same_step():
+  """episodes.compact drops a rollout's gaps before the train step: the
+  update and its metrics must not change (only float rounding)."""
+  from score_jax import episodes  # pylint: disable=g-import-not-at-top
+  loss_config = losses.LossConfig(stage="stage2", k=2)
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(eps=1e-6))
+  model = models.Transformer(CONFIG)
+  fn = jax.jit(step_lib.make_train_step(model, loss_config, optimizer))
+  params = models.init_params(CONFIG, jax.random.key(0))
+  ref_params = models.init_params(CONFIG, jax.random.key(1))
+  # A rollout's layout: each turn's unused slots trail its stop.
+  rng = np.random.default_rng(0)
+  valid = np.arange(40)[None] >= rng.integers(0, 6, 8)[:, None]
+  turns = np.zeros((2, 8, 40), bool)
+  turns[0, :, 8:20] = True
+  turns[1, :, 26:] = True
+  for r in range(8):
+    valid[r, 8 + rng.integers(1, 8):20] = False
+    valid[r, 26 + rng.integers(1, 10):] = False
+  turns &= valid[None]
+  batch = {"tokens": np.where(valid, rng.integers(1, 128, (8, 40)),
+                              0).astype(np.int32),
+           "valid": valid,
+           "positions": np.maximum(np.cumsum(valid, 1) - 1, 0),
+           "turn_masks": turns,
+           "rewards": rng.integers(0, 2, (2, 8)).astype(np.float32)}
+  packed = episodes.compact(batch, 8, pad_id=0)
+  assert packed["tokens"].shape[1] < 40  # the test compares two layouts
+  results = [fn(state_lib.init_state(params, optimizer), ref_params,
+                jax.tree.map(jnp.asarray, b), jnp.float32(1e-3))
+             for b in (batch, packed)]
+  (want, want_m), (got, got_m) = jax.device_get(results)
+  for key in ("loss", "pg_loss", "kl_loss", "grad_norm", "entropy_t1",
+              "entropy_t2"):
+    if key in want_m:
+      np.testing.assert_allclose(got_m[key], want_m[key], rtol=1e-5,
+                                 atol=1e-6, err_msg=key)
+  # Adam's step is ~lr = 1e-3 per entry; 1e-5 allows only rounding noise
+  # (amplified by Adam where a gradient entry is near eps, see run_steps).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               got.params, want.params)
