@@ -193,6 +193,14 @@ def test_bad_warm_start_turn2_options_are_named(field, value):
     configs_lib.validate(c)
 
 
+def test_negative_repack_multiple_is_named():
+  c = configs_lib.base_config()
+  c.schedule = "stage1:2"
+  c.rollout.repack_multiple = -32
+  with pytest.raises(ValueError, match="config.rollout.repack_multiple=-32"):
+    configs_lib.validate(c)
+
+
 @pytest.mark.parametrize("name", sorted(set(METHOD_CHANGES) - {"self_refine"}))
 def test_demo_methods_change_what_the_small_setting_methods_change(name):
   """configs/demo.py:<method> changes the same fields, with the demo's own
