@@ -1,7 +1,7 @@
 """How often can a policy's turn 2 fix a wrong turn 1 by sampling?
 
   python bench/turn2_probe.py --config=configs/demo.py \
-      --checkpoint=/tmp/score_demo/checkpoints/400 [--problems=256 --k=4]
+      --checkpoint=runs/demo/base/checkpoints/800 [--problems=256 --k=4]
 
 Samples k two-turn episodes of each held-out problem, turn 1 at temperature
 1 and turn 2 at each of --turn2_temperatures, and prints per setting the

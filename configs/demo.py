@@ -19,17 +19,17 @@ Greedy two-turn evaluation on 256 held-out problems at the end of every
 stage: `after_sft_*` is the base row, `after_stage2_*` the SCoRe row.
 
 What it shows (docs/DEMO.md): the base's turn 2 works the problem but
-often ends on turn 1's answer whatever its working says (`2 + 8 = 10`,
-`Answer: 12` after a first answer of 12), or defers inside its working
-(`9 - 8 = 3` after `Answer: 3`); Stage I and II teach it to end on correct
+mostly ends on turn 1's answer whatever its working says (`8 + 8 = 16`,
+`Answer: 24` after a first answer of 24), or bends its working to it
+(`9 - 8 = 5` after `Answer: 5`); Stage I and II teach it to end on correct
 working instead, fixing wrong first answers and keeping right ones.
 
   score-jax train --config=configs/demo.py --workdir=/tmp/score_demo
 
 The argument picks one of the paper's methods on the same setting, e.g.
-`configs/demo.py:star`; with `--config.start_from=/tmp/score_demo/checkpoints/800`
-it starts from the demo's own warm start instead of training it again
-(docs/RESULTS.md).
+`configs/demo.py:star`; with `--config.start_from=<dir>/checkpoints/800`,
+where <dir> ran `configs/demo.py:base`, it starts from that warm start
+instead of training it again (bench/results_demo.sh, docs/RESULTS.md).
 """
 
 import ml_collections
