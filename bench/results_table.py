@@ -1,15 +1,18 @@
-"""Collects the demo-model rows of docs/RESULTS.md and prints their table.
+"""Collects the rows of docs/RESULTS.md for one setting and prints their table.
 
-  python bench/results_table.py RUNS_DIR [--copy_to docs/results]
+  python bench/results_table.py SETTING RUNS_DIR [--copy_to docs/results]
+  python bench/results_table.py SETTING --steps
 
-RUNS_DIR is what `bash bench/results_demo.sh RUNS_DIR` wrote. Each row is
-the final greedy evaluation of one run (report JSON with bootstrap 95%
-intervals); with --copy_to the JSONs are copied there as demo_<row>.json
-(small files: metrics, intervals, config). Rows not finished yet are listed
-as missing, never filled in.
+SETTING is `demo` or `smollm2`, RUNS_DIR what `bash bench/results.sh SETTING
+RUNS_DIR` wrote. Each row is the final greedy evaluation of one run (report
+JSON with bootstrap 95% intervals); with --copy_to the JSONs are copied there
+as <setting>_<row>.json (small files: metrics, intervals, config). Rows not
+finished yet are listed as missing, never filled in. --steps prints the
+setting's warm-start steps and RL steps per method (for bench/results.sh).
 """
 
 import argparse
+import glob
 import os
 import runpy
 import shutil
@@ -18,9 +21,11 @@ import sys
 from score_jax.evaluation import reports
 
 # (label, run directory under RUNS_DIR, stage its final report is named
-# after: eval/after_<stage>_step<N>.json)
+# after: eval/after_<stage>_step<N>.json; None: the Self-Refine protocol's
+# report, eval/self_refine_<task>_step<warm>.json)
 ROWS = [
     ("Base (warm start, two-turn prompt)", "base", "sft"),
+    ("Self-Refine (prompting, on the base)", "self_refine", None),
     ("STaR", "star", "star"),
     ("Pair-SFT", "pair_sft", "pair_sft"),
     ("Single-turn RL", "single_turn_rl", "single_turn"),
@@ -31,35 +36,56 @@ ROWS = [
     ("SCoRe, seed 0", "score", "stage2"),
     ("SCoRe, seed 1", "score_seed1", "stage2"),
 ]
+SETTINGS = ("demo", "smollm2")
 
 
-def final_steps() -> tuple[int, int]:
-  """The base row's last step and every trained row's, from configs/demo.py
-  (WARM_START = "sft:N", then RL_STEPS of each method)."""
-  demo = runpy.run_path(os.path.join(os.path.dirname(__file__), os.pardir,
-                                     "configs", "demo.py"))
-  warm = int(demo["WARM_START"].split(":")[1])
-  return warm, warm + demo["RL_STEPS"]
+def steps(setting: str) -> tuple[int, int]:
+  """The setting's warm-start steps and every method's RL steps after it:
+  configs/demo.py (WARM_START = "sft:N", RL_STEPS) or configs/common.py
+  (WARM_START_STEPS, RL_STEPS)."""
+  configs = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
+  if setting == "demo":
+    demo = runpy.run_path(os.path.join(configs, "demo.py"))
+    return int(demo["WARM_START"].split(":")[1]), demo["RL_STEPS"]
+  common = runpy.run_path(os.path.join(configs, "common.py"))
+  return common["WARM_START_STEPS"], common["RL_STEPS"]
+
+
+def report_path(runs_dir: str, run: str, stage, warm: int, last: int) -> str:
+  """Where a row's final report is ('' if a Self-Refine report is absent)."""
+  if stage is None:
+    found = glob.glob(os.path.join(runs_dir, run, "eval",
+                                   f"self_refine_*_step{warm}.json"))
+    return found[0] if len(found) == 1 else ""
+  step = warm if run == "base" else last
+  return os.path.join(runs_dir, run, "eval", f"after_{stage}_step{step}.json")
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("runs_dir")
+  parser.add_argument("setting", choices=SETTINGS)
+  parser.add_argument("runs_dir", nargs="?", default="")
   parser.add_argument("--copy_to", default="")
+  parser.add_argument("--steps", action="store_true")
   args = parser.parse_args(argv)
-  warm, last = final_steps()
+  warm, rl_steps = steps(args.setting)
+  if args.steps:
+    print(warm, rl_steps)
+    return 0
+  if not args.runs_dir:
+    parser.error("RUNS_DIR is required without --steps")
   found, labels, missing = [], [], []
   for label, run, stage in ROWS:
-    step = warm if run == "base" else last
-    path = os.path.join(args.runs_dir, run, "eval",
-                        f"after_{stage}_step{step}.json")
-    if not os.path.exists(path):
-      missing.append(f"{label} ({path})")
+    if stage is None and args.setting == "demo":
+      continue  # no Self-Refine on the demo (configs/demo.py)
+    path = report_path(args.runs_dir, run, stage, warm, warm + rl_steps)
+    if not path or not os.path.exists(path):
+      missing.append(f"{label} ({path or os.path.join(args.runs_dir, run)})")
       continue
     if args.copy_to:
       os.makedirs(args.copy_to, exist_ok=True)
-      path = shutil.copyfile(path, os.path.join(args.copy_to,
-                                                f"demo_{run}.json"))
+      path = shutil.copyfile(path, os.path.join(
+          args.copy_to, f"{args.setting}_{run}.json"))
     found.append(path)
     labels.append(label)
   if found:

@@ -94,6 +94,14 @@ def small_setting(arg: str = "") -> ml_collections.ConfigDict:
   c.sft.lr = 3e-5  # a pretrained model: far below the tiny-model default
   c.sft.batch_size = 16
 
+  # Fits a 24 GB machine: without remat and with the logits of all
+  # positions at once, an RL step of 32 rows x 320 slots needs ~38 GiB
+  # (`score-jax plan --config=configs/score.py --model=smollm2-135m
+  # --mesh=1,1,1 --hbm_gib=24 --seq=320`; it was OOM-killed at 24 GB); with
+  # both, 5.5 GiB.
+  c.model.remat_policy = "full"
+  c.step.logits_chunk = 64
+
   c.eval.num_problems = 128
   c.eval.max_new_tokens = 96
   c.eval.batch_size = 32

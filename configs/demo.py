@@ -29,7 +29,7 @@ working instead, fixing wrong first answers and keeping right ones.
 The argument picks one of the paper's methods on the same setting, e.g.
 `configs/demo.py:star`; with `--config.start_from=<dir>/checkpoints/800`,
 where <dir> ran `configs/demo.py:base`, it starts from that warm start
-instead of training it again (bench/results_demo.sh, docs/RESULTS.md).
+instead of training it again (`bash bench/results.sh demo`, docs/RESULTS.md).
 """
 
 import ml_collections

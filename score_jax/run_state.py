@@ -18,6 +18,12 @@ import jax
 import orbax.checkpoint as ocp
 
 
+# ModelConfig fields that say how the model computes, not what a checkpoint
+# holds: a run may restore another's weights under a different remat policy
+# or compute dtype (e.g. remat to fit a smaller machine).
+_COMPUTE_ONLY = ("remat_policy", "dtype")
+
+
 def _abstract(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
@@ -27,7 +33,8 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 class RunCheckpoints:
   """checkpoints/ keeps the last `keep` steps; checkpoints_best/ keeps the
   one with the highest training reward. `meta` (JSON) records the model
-  config, so a workdir holding another model is refused, not half-loaded."""
+  config, so a workdir holding another model is refused, not half-loaded
+  (fields in _COMPUTE_ONLY may differ)."""
 
   def __init__(self, workdir: str, keep: int, async_save: bool,
                meta: dict[str, Any]):
@@ -58,6 +65,10 @@ class RunCheckpoints:
     want = json.loads(json.dumps(self.meta))  # tuples as JSON lists
     for key in ("model_spec", "model_config"):
       old, new = stored.get(key), want.get(key)
+      if key == "model_config" and isinstance(old, dict) and isinstance(
+          new, dict):
+        old, new = ({k: v for k, v in d.items() if k not in _COMPUTE_ONLY}
+                    for d in (old, new))
       if old == new:
         continue
       if isinstance(old, dict) and isinstance(new, dict):

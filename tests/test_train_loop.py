@@ -212,6 +212,22 @@ def test_workdir_of_another_model_is_refused(smoke_run, tmp_path):
     train_lib.train(config, str(workdir))
 
 
+def test_start_from_under_another_remat_policy_is_the_same_run(
+    smoke_run, tmp_path):
+  """Remat and compute dtype are not part of a checkpoint: starting from one
+  with remat 'full' (e.g. to fit a smaller machine) continues it exactly."""
+  source, _ = smoke_run
+  config = smoke_config()
+  config.start_from = str(source / "checkpoints" / "8")
+  config.model.remat_policy = "full"
+  train_lib.train(config, str(tmp_path))
+  got = comparable(files.read_jsonl(tmp_path / "metrics.jsonl"))
+  want = [r for r in comparable(files.read_jsonl(source / "metrics.jsonl"))
+          if r["step"] >= 8]
+  assert [r["step"] for r in got] == [8, 9, 10]
+  assert_same_metrics(got, want)
+
+
 def test_non_finite_steps_stop_the_run_and_are_never_saved(tmp_path):
   config = smoke_config()
   config.schedule = "sft:6"
