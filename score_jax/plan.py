@@ -420,6 +420,25 @@ def make_plan(config: models.ModelConfig, mesh: MeshSpec, workload: Workload,
       activations=activation_bytes(config, workload, mesh, rules))
 
 
+def device_memory_limit(device: Optional[jax.Device] = None) -> Optional[int]:
+  """Bytes one device may use: an accelerator's allocator limit; on CPU the
+  host's available memory (Linux MemAvailable) split over its local CPU
+  devices, which share it. None where unknown."""
+  device = device or jax.local_devices()[0]
+  if device.platform == "cpu":
+    try:
+      with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+      available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+      return None
+    return available // jax.local_device_count()
+  try:
+    return (device.memory_stats() or {}).get("bytes_limit")
+  except Exception:  # pylint: disable=broad-except
+    return None  # backends without memory statistics
+
+
 # -- time model -------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from score_jax import configs as configs_lib
 from score_jax import distributed
 from score_jax import episodes as episodes_lib
 from score_jax import models
+from score_jax import plan as plan_lib
 from score_jax import run_state
 from score_jax import sampling
 from score_jax import sharding as sharding_lib
@@ -190,6 +191,49 @@ class Trainer:
               "model_config": self.model_config.to_dict()})
     self._steps: dict[Any, Any] = {}
     self._writer = None
+    self.check_memory()
+
+  def check_memory(self) -> None:
+    """Warns, before any step, when plan.py's per-device memory of this run's
+    two-turn rollout and update exceeds what a device has (on CPU: the
+    host's available memory), naming the settings that shrink it: an
+    out-of-memory kill gives no message of its own."""
+    if all(s.name == "sft" for s in self.stages):
+      return
+    limit = plan_lib.device_memory_limit()
+    if limit is None:
+      return
+    r, step = self.config.rollout, self.config.step
+    prompt = max(len(episodes_lib.prompt_ids(self.tokenizer, p))
+                 for p in self.train_problems[:256])
+    followup = (len(self.tokenizer.followup_ids(
+        self.task.correction_instruction)) +
+                (self.tokenizer.end_of_turn_id is not None))
+    workload = plan_lib.Workload(
+        rows=r.prompts_per_step * r.samples_per_prompt,
+        seq=sampling.bucket_length(prompt) + 2 * r.max_new_tokens + followup,
+        decode_steps=2 * r.max_new_tokens, micro_batches=step.micro_batches,
+        logits_chunk=step.logits_chunk)
+    mesh = plan_lib.MeshSpec(
+        "this run's", tuple(self.ctx.mesh.shape[a]
+                            for a in sharding_lib.MESH_AXES),
+        plan_lib.Chip(jax.local_devices()[0].device_kind,
+                      limit / plan_lib.GIB, None, None))
+    plan = plan_lib.make_plan(self.model_config, mesh, workload,
+                              self.ctx.rules, self.optimizer)
+    if plan.fits:
+      return
+    message = (
+        f"this run may run out of memory: an RL step of {workload.rows} rows "
+        f"x {workload.seq} slots needs about {plan_lib.human(plan.peak)} per "
+        f"device (`score-jax plan`'s estimate), and a {mesh.chip.name} device here has "
+        f"{plan_lib.human(limit)} available. Less: "
+        f"--config.model.remat_policy=full (now "
+        f"{self.model_config.remat_policy!r}), --config.step.logits_chunk=64 "
+        f"(now {step.logits_chunk}), --config.step.micro_batches (now "
+        f"{step.micro_batches}), or fewer rollout.prompts_per_step. Per "
+        f"item:\n{plan_lib.describe(plan)}")
+    logging.warning("%s", message)
 
   # -- data ---------------------------------------------------------------
 

@@ -173,3 +173,13 @@ def test_cli_prints_a_plan_and_a_clear_error():
   bad = subprocess.run(cmd + ["--mesh=v9-1024"], env=env, capture_output=True,
                        text=True)
   assert bad.returncode != 0 and "v9-1024" in bad.stderr + bad.stdout
+
+
+def test_cpu_devices_share_the_hosts_available_memory():
+  if not os.path.exists("/proc/meminfo"):
+    pytest.skip("needs Linux /proc/meminfo")
+  with open("/proc/meminfo") as f:
+    total = int(next(l for l in f if l.startswith("MemTotal:")).split()[1])
+  limit = plan.device_memory_limit()
+  assert limit is not None
+  assert 0 < limit * jax.local_device_count() <= total * 1024

@@ -228,6 +228,34 @@ def test_start_from_under_another_remat_policy_is_the_same_run(
   assert_same_metrics(got, want)
 
 
+def test_a_run_too_big_for_the_device_is_warned_of_before_it_starts(
+    tmp_path, monkeypatch, caplog):
+  """The plan of an RL step over the device's memory is logged with what
+  would shrink it (an out-of-memory kill says nothing); a run that fits, or
+  one of supervised steps only, is not warned about."""
+  from score_jax import plan as plan_lib  # pylint: disable=g-import-not-at-top
+  config = smoke_config()
+  limit = {"bytes": 2**20}  # 1 MiB: less than the smoke model's params
+  monkeypatch.setattr(plan_lib, "device_memory_limit",
+                      lambda device=None: limit["bytes"])
+  with caplog.at_level("WARNING"):
+    train_lib.Trainer(config, str(tmp_path / "small"))
+  warned = [r.getMessage() for r in caplog.records
+            if "may run out of memory" in r.getMessage()]
+  assert len(warned) == 1
+  assert "--config.model.remat_policy=full (now 'none')" in warned[0]
+  assert "--config.step.logits_chunk=64 (now 0)" in warned[0]
+  caplog.clear()
+  limit["bytes"] = 2**40
+  with caplog.at_level("WARNING"):
+    train_lib.Trainer(config, str(tmp_path / "big"))
+    limit["bytes"] = 2**20
+    config.schedule = "sft:2"
+    train_lib.Trainer(config, str(tmp_path / "sft_only"))
+  assert not [r for r in caplog.records
+              if "may run out of memory" in r.getMessage()]
+
+
 def test_non_finite_steps_stop_the_run_and_are_never_saved(tmp_path):
   config = smoke_config()
   config.schedule = "sft:6"
