@@ -95,10 +95,11 @@ def small_setting(arg: str = "") -> ml_collections.ConfigDict:
   c.sft.batch_size = 16
 
   # Fits a 24 GB machine: without remat and with the logits of all
-  # positions at once, an RL step of 32 rows x 320 slots needs ~38 GiB
+  # positions at once, an RL step of 32 rows x 383 slots needs ~47 GiB
   # (`score-jax plan --config=configs/score.py --model=smollm2-135m
-  # --mesh=1,1,1 --hbm_gib=24 --seq=320`; it was OOM-killed at 24 GB); with
-  # both, 5.5 GiB.
+  # --mesh=1,1,1 --hbm_gib=24 --seq=383 --config.model.remat_policy=none
+  # --config.step.logits_chunk=0`; such a run was OOM-killed at 24 GB);
+  # with these two, 5.7 GiB (7.2 GB resident measured on CPU).
   c.model.remat_policy = "full"
   c.step.logits_chunk = 64
 

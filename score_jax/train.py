@@ -195,9 +195,10 @@ class Trainer:
 
   def check_memory(self) -> None:
     """Warns, before any step, when plan.py's per-device memory of this run's
-    two-turn rollout and update exceeds what a device has (on CPU: the
-    host's available memory), naming the settings that shrink it: an
-    out-of-memory kill gives no message of its own."""
+    two-turn rollout and update (at the longest layout: the prompt bucket
+    of the longest of 256 training prompts, both turns' budgets) exceeds
+    what a device has (on CPU: the host's available memory), naming the
+    settings that shrink it: an out-of-memory kill gives no message."""
     if all(s.name == "sft" for s in self.stages):
       return
     limit = plan_lib.device_memory_limit()
@@ -226,8 +227,8 @@ class Trainer:
     message = (
         f"this run may run out of memory: an RL step of {workload.rows} rows "
         f"x {workload.seq} slots needs about {plan_lib.human(plan.peak)} per "
-        f"device (`score-jax plan`'s estimate), and a {mesh.chip.name} device here has "
-        f"{plan_lib.human(limit)} available. Less: "
+        f"device (`score-jax plan`'s estimate), and a {mesh.chip.name} "
+        f"device here has {plan_lib.human(limit)} available. Less: "
         f"--config.model.remat_policy=full (now "
         f"{self.model_config.remat_policy!r}), --config.step.logits_chunk=64 "
         f"(now {step.logits_chunk}), --config.step.micro_batches (now "
