@@ -207,12 +207,13 @@ class Trainer:
     r, step = self.config.rollout, self.config.step
     prompt = max(len(episodes_lib.prompt_ids(self.tokenizer, p))
                  for p in self.train_problems[:256])
-    followup = (len(self.tokenizer.followup_ids(
-        self.task.correction_instruction)) +
-                (self.tokenizer.end_of_turn_id is not None))
+    followup = self.tokenizer.followup_ids(self.task.correction_instruction)
     workload = plan_lib.Workload(
         rows=r.prompts_per_step * r.samples_per_prompt,
-        seq=sampling.bucket_length(prompt) + 2 * r.max_new_tokens + followup,
+        seq=sampling.layout_length(
+            sampling.bucket_length(prompt), [r.max_new_tokens] * 2,
+            [len(followup)],
+            end_of_turn=self.tokenizer.end_of_turn_id is not None),
         decode_steps=2 * r.max_new_tokens, micro_batches=step.micro_batches,
         logits_chunk=step.logits_chunk)
     mesh = plan_lib.MeshSpec(

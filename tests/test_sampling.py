@@ -196,6 +196,10 @@ def test_next_turn_input_is_the_exact_ids_in_order():
                        max_new_tokens=[8, 6, 5], stop_ids=stops,
                        rng=jax.random.key(6), pad_id=1, end_of_turn_id=eot,
                        sampling=sampling.SamplingConfig(temperature=1.0))
+  # The layout the trainer's memory check and `score-jax plan` assume.
+  assert r.tokens.shape[1] == sampling.layout_length(
+      sampling.bucket_length(max(map(len, PROMPTS))), [8, 6, 5], [3, 2],
+      end_of_turn=True)
   stopped = np.asarray(r.stopped)
   assert stopped[:2].any() and not stopped[:2].all()  # both paths are seen
   for row in range(12):

@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from score_jax import models
 from score_jax import plan as plan_lib
+from score_jax import sampling
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config file (configs/*.py).", lock_config=True)
@@ -62,7 +63,9 @@ def _workload(config):
   r = config.rollout
   rows = _BATCH.value or r.prompts_per_step * r.samples_per_prompt
   decode = 2 * r.max_new_tokens
-  seq = _SEQ.value or _PROMPT_LEN.value + decode + _FOLLOWUP_LEN.value
+  seq = _SEQ.value or sampling.layout_length(
+      _PROMPT_LEN.value, [r.max_new_tokens] * 2, [_FOLLOWUP_LEN.value],
+      end_of_turn=False)
   try:
     return plan_lib.Workload(rows=rows, seq=seq, decode_steps=min(decode, seq),
                              micro_batches=config.step.micro_batches,

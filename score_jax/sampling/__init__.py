@@ -2,10 +2,10 @@
 rules, and the multi-turn rollout that the trainer consumes."""
 
 from score_jax.sampling.rollout import (Rollout, bucket_length, compile_count,
-                                        rollout)
+                                        layout_length, rollout)
 from score_jax.sampling.rules import SamplingConfig, sample_logits, truncate
 
 __all__ = [
-    "Rollout", "SamplingConfig", "bucket_length", "compile_count", "rollout",
-    "sample_logits", "truncate",
+    "Rollout", "SamplingConfig", "bucket_length", "compile_count",
+    "layout_length", "rollout", "sample_logits", "truncate",
 ]

@@ -102,6 +102,15 @@ def bucket_length(n: int, buckets: Optional[Sequence[int]] = None) -> int:
   return fitting[0]
 
 
+def layout_length(prompt_len: int, budgets: Sequence[int],
+                  followup_lens: Sequence[int], end_of_turn: bool) -> int:
+  """Cache slots of a multi-turn layout: the (bucketed) prompt, every
+  turn's budget, and each follow-up between turns with, when the template
+  has one, the end-of-turn token that closes the turn before it."""
+  return (prompt_len + sum(budgets) +
+          sum(n + int(end_of_turn) for n in followup_lens))
+
+
 def compile_count() -> int:
   """Programs the sampler has compiled in this process (one per trace)."""
   return sum(_decode.TRACE_COUNTS.values())
@@ -234,8 +243,8 @@ def rollout(model_or_config: Union[ModelConfig, models.Transformer],
   rows = [p for p in prompts for _ in range(samples_per_prompt)]
   batch = len(rows)
   prompt_len = bucket_length(max(map(len, rows)), prompt_buckets)
-  eot = 0 if end_of_turn_id is None else 1
-  length = prompt_len + sum(budgets) + sum(len(f) + eot for f in followups)
+  length = layout_length(prompt_len, budgets, [len(f) for f in followups],
+                         end_of_turn=end_of_turn_id is not None)
   statics = dict(config=config, pad_id=pad_id, ctx=ctx)
 
   tokens, mask = _left_pad(rows, prompt_len, pad_id)
