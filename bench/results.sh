@@ -4,6 +4,8 @@
 #   bash bench/results.sh SETTING [RUNS_DIR]     (default runs/SETTING)
 #   JOBS=2 bash bench/results.sh ...             (trained rows two at a time,
 #                                                 each logged to RUNS_DIR/NAME.log)
+#   ROWS="single_turn_rl score_seed1" bash ...   (only these rows, after the
+#                                                 warm start they start from)
 #
 # SETTING is `demo` (configs/demo.py:<method>, the 1 M model trained from
 # scratch) or `smollm2` (configs/<method>.py:$TASK, SmolLM2-135M-Instruct
@@ -24,6 +26,25 @@ runs="${2:-runs/${setting}}"
 task="${TASK:-arithmetic}"
 base="${runs}/base"
 jobs_max="${JOBS:-1}"
+all_rows=(self_refine score score_seed1 single_turn_rl naive_multiturn_rl
+          score_no_stage1 score_no_shaping star pair_sft)
+read -r -a rows <<< "${ROWS:-${all_rows[*]}}"
+
+member() {  # member WORD LIST...: whether WORD is one of LIST
+  local word="$1" item
+  shift
+  for item in "$@"; do
+    [[ "${item}" == "${word}" ]] && return 0
+  done
+  return 1
+}
+
+for name in "${rows[@]}"; do
+  if ! member "${name}" "${all_rows[@]}"; then
+    echo "ROWS: unknown row '${name}'; known rows: ${all_rows[*]}" >&2
+    exit 2
+  fi
+done
 # The warm start's length and every trained row's RL steps, from the
 # setting's config itself.
 read -r warm rl_steps < <(python bench/results_table.py "${setting}" --steps)
@@ -61,6 +82,9 @@ wait_rows() {  # fails if any row running in the background failed
 }
 
 row() {  # row NAME METHOD [extra flags...]: now, or in a free job slot
+  if ! member "$1" "${rows[@]}"; then
+    return
+  fi
   if (( jobs_max <= 1 )); then
     train "$@"
     return
@@ -78,7 +102,7 @@ if [[ ! -d "${base}/checkpoints/${warm}" ]]; then
   score-jax train --config="$(config_of base)" --workdir="${base}" \
     --config.checkpoint.every="${warm}" --config.log.progress=False
 fi
-if [[ "${setting}" != demo ]] && \
+if [[ "${setting}" != demo ]] && member self_refine "${rows[@]}" && \
    ! compgen -G "${runs}/self_refine/eval/self_refine_*.json" > /dev/null; then
   echo "== self_refine: $(config_of self_refine), evaluation only"
   score-jax eval --config="$(config_of self_refine)" \

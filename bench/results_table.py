@@ -1,13 +1,18 @@
 """Collects the rows of docs/RESULTS.md for one setting and prints their table.
 
   python bench/results_table.py SETTING RUNS_DIR [--copy_to docs/results]
+                                [--committed docs/results]
   python bench/results_table.py SETTING --steps
 
 SETTING is `demo` or `smollm2`, RUNS_DIR what `bash bench/results.sh SETTING
 RUNS_DIR` wrote. Each row is the final greedy evaluation of one run (report
 JSON with bootstrap 95% intervals); with --copy_to the JSONs are copied there
-as <setting>_<row>.json (small files: metrics, intervals, config). Rows not
-finished yet are listed as missing, never filled in. --steps prints the
+as <setting>_<row>.json (small files: metrics, intervals, config). With
+--committed DIR, a row whose run is not under RUNS_DIR is read from
+DIR/<setting>_<row>.json, a row committed by an earlier session (runs/ does
+not outlive a machine; the warm start is deterministic, so rows from
+different sessions share one base), and named on stderr. Rows found in
+neither are listed as missing, never filled in. --steps prints the
 setting's warm-start steps and RL steps per method (for bench/results.sh).
 """
 
@@ -66,6 +71,7 @@ def main(argv=None) -> int:
   parser.add_argument("setting", choices=SETTINGS)
   parser.add_argument("runs_dir", nargs="?", default="")
   parser.add_argument("--copy_to", default="")
+  parser.add_argument("--committed", default="")
   parser.add_argument("--steps", action="store_true")
   args = parser.parse_args(argv)
   warm, rl_steps = steps(args.setting)
@@ -79,6 +85,13 @@ def main(argv=None) -> int:
     if stage is None and args.setting == "demo":
       continue  # no Self-Refine on the demo (configs/demo.py)
     path = report_path(args.runs_dir, run, stage, warm, warm + rl_steps)
+    committed = os.path.join(args.committed, f"{args.setting}_{run}.json")
+    if (not path or not os.path.exists(path)) and args.committed and \
+        os.path.exists(committed):
+      print(f"committed: {label} ({committed})", file=sys.stderr)
+      found.append(committed)
+      labels.append(label)
+      continue
     if not path or not os.path.exists(path):
       missing.append(f"{label} ({path or os.path.join(args.runs_dir, run)})")
       continue

@@ -1,6 +1,7 @@
 """bench/train_step.py: its batch, its FLOP count, its quick mode end to end,
-and that a failing or unaffordable setting is reported, not fatal; the GPU
-script bench/gpu_all.sh passes shellcheck."""
+and that a failing or unaffordable setting is reported, not fatal; the
+results table (bench/results_table.py) from runs and committed rows, and
+bench/results.sh's row selection; the shell scripts pass shellcheck."""
 
 import importlib.util
 import json
@@ -117,10 +118,64 @@ def test_quick_mode_end_to_end(tmp_path):
       result["mfu_6n"])
 
 
-def test_gpu_script_passes_shellcheck():
+@pytest.mark.parametrize("script", ["gpu_all.sh", "results.sh"])
+def test_bench_script_passes_shellcheck(script):
   if shutil.which("shellcheck") is None:
     pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-  proc = subprocess.run(["shellcheck", os.path.join(_ROOT, "bench",
-                                                    "gpu_all.sh")],
+  proc = subprocess.run(["shellcheck", os.path.join(_ROOT, "bench", script)],
                         capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stdout
+
+
+def _results_table(*args):
+  return subprocess.run(
+      [sys.executable, os.path.join(_ROOT, "bench", "results_table.py"),
+       *map(str, args)], capture_output=True, text=True, check=False)
+
+
+def test_results_table_takes_missing_rows_from_committed_reports(tmp_path):
+  """A row run in this session comes from RUNS_DIR; the rows an earlier
+  session committed under docs/results fill in the rest, named on stderr;
+  a row in neither is missing, never made up."""
+  committed = os.path.join(_ROOT, "docs", "results")
+  runs = tmp_path / "runs"
+  (runs / "single_turn_rl" / "eval").mkdir(parents=True)
+  # A real report standing in for a new single-turn RL run's final one.
+  shutil.copyfile(os.path.join(committed, "smollm2_star.json"),
+                  runs / "single_turn_rl" / "eval" /
+                  "after_single_turn_step200.json")
+  out = tmp_path / "out"
+  proc = _results_table("smollm2", runs, "--committed", committed,
+                        "--copy_to", out)
+  assert proc.returncode == 0, proc.stderr
+  table = proc.stdout.splitlines()
+  rows = [line.split(" | ")[0].lstrip("| ") for line in table[2:]]
+  assert rows == ["Base (warm start, two-turn prompt)",
+                  "Self-Refine (prompting, on the base)", "STaR", "Pair-SFT",
+                  "Single-turn RL", "SCoRe, seed 0"]
+  star = json.load(open(os.path.join(committed, "smollm2_star.json")))
+  t1 = 100 * star["metrics"]["acc@t1"]
+  assert table[2 + 4].split(" | ")[1].startswith(f"{t1:.1f} [")
+  assert "committed: STaR" in proc.stderr
+  assert "committed: Single-turn RL" not in proc.stderr
+  assert "missing: SCoRe, seed 1" in proc.stderr
+  # Only what this session ran is copied; committed rows are already there.
+  assert sorted(os.listdir(out)) == ["smollm2_single_turn_rl.json"]
+  # Without --committed, only the run's row.
+  proc = _results_table("smollm2", runs)
+  assert proc.returncode == 0
+  assert len(proc.stdout.splitlines()) == 3
+  assert "missing: STaR" in proc.stderr
+
+
+def test_results_script_rejects_an_unknown_row_before_running_anything(
+    tmp_path):
+  proc = subprocess.run(
+      ["bash", os.path.join(_ROOT, "bench", "results.sh"), "smollm2",
+       str(tmp_path / "runs")],
+      env={**os.environ, "ROWS": "single_turn_rl singel_turn_rl"},
+      capture_output=True, text=True, check=False, cwd=_ROOT)
+  assert proc.returncode == 2
+  assert "unknown row 'singel_turn_rl'" in proc.stderr
+  assert "single_turn_rl" in proc.stderr.split("known rows:")[1]
+  assert not (tmp_path / "runs").exists()
