@@ -137,11 +137,15 @@ def test_results_table_takes_missing_rows_from_committed_reports(tmp_path):
   """A row run in this session comes from RUNS_DIR; the rows an earlier
   session committed under docs/results fill in the rest, named on stderr;
   a row in neither is missing, never made up."""
-  committed = os.path.join(_ROOT, "docs", "results")
+  results = os.path.join(_ROOT, "docs", "results")
+  committed = tmp_path / "committed"  # three real committed reports
+  committed.mkdir()
+  for row in ("base", "star", "score"):
+    shutil.copy(os.path.join(results, f"smollm2_{row}.json"), committed)
   runs = tmp_path / "runs"
   (runs / "single_turn_rl" / "eval").mkdir(parents=True)
   # A real report standing in for a new single-turn RL run's final one.
-  shutil.copyfile(os.path.join(committed, "smollm2_star.json"),
+  shutil.copyfile(os.path.join(results, "smollm2_pair_sft.json"),
                   runs / "single_turn_rl" / "eval" /
                   "after_single_turn_step200.json")
   out = tmp_path / "out"
@@ -150,14 +154,15 @@ def test_results_table_takes_missing_rows_from_committed_reports(tmp_path):
   assert proc.returncode == 0, proc.stderr
   table = proc.stdout.splitlines()
   rows = [line.split(" | ")[0].lstrip("| ") for line in table[2:]]
-  assert rows == ["Base (warm start, two-turn prompt)",
-                  "Self-Refine (prompting, on the base)", "STaR", "Pair-SFT",
+  assert rows == ["Base (warm start, two-turn prompt)", "STaR",
                   "Single-turn RL", "SCoRe, seed 0"]
-  star = json.load(open(os.path.join(committed, "smollm2_star.json")))
-  t1 = 100 * star["metrics"]["acc@t1"]
-  assert table[2 + 4].split(" | ")[1].startswith(f"{t1:.1f} [")
+  for i, name in ((1, "star"), (2, "pair_sft")):
+    report = json.load(open(os.path.join(results, f"smollm2_{name}.json")))
+    t1 = 100 * report["metrics"]["acc@t1"]
+    assert table[2 + i].split(" | ")[1].startswith(f"{t1:.1f} [")
   assert "committed: STaR" in proc.stderr
   assert "committed: Single-turn RL" not in proc.stderr
+  assert "missing: Pair-SFT" in proc.stderr
   assert "missing: SCoRe, seed 1" in proc.stderr
   # Only what this session ran is copied; committed rows are already there.
   assert sorted(os.listdir(out)) == ["smollm2_single_turn_rl.json"]
