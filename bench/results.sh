@@ -26,8 +26,12 @@ runs="${2:-runs/${setting}}"
 task="${TASK:-arithmetic}"
 base="${runs}/base"
 jobs_max="${JOBS:-1}"
-all_rows=(self_refine score score_seed1 single_turn_rl naive_multiturn_rl
-          score_no_stage1 score_no_shaping star pair_sft)
+# The setting's rows after the warm start (bench/results_table.py's list).
+read -r -a all_rows < <(python bench/results_table.py "${setting}" --rows)
+if (( ${#all_rows[@]} == 0 )); then
+  echo "bench/results_table.py ${setting} --rows listed no rows" >&2
+  exit 1
+fi
 read -r -a rows <<< "${ROWS:-${all_rows[*]}}"
 
 member() {  # member WORD LIST...: whether WORD is one of LIST

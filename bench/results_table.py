@@ -3,6 +3,7 @@
   python bench/results_table.py SETTING RUNS_DIR [--copy_to docs/results]
                                 [--committed docs/results]
   python bench/results_table.py SETTING --steps
+  python bench/results_table.py SETTING --rows
 
 SETTING is `demo` or `smollm2`, RUNS_DIR what `bash bench/results.sh SETTING
 RUNS_DIR` wrote. Each row is the final greedy evaluation of one run (report
@@ -13,7 +14,8 @@ DIR/<setting>_<row>.json, a row committed by an earlier session (runs/ does
 not outlive a machine; the warm start is deterministic, so rows from
 different sessions share one base), and named on stderr. Rows found in
 neither are listed as missing, never filled in. --steps prints the
-setting's warm-start steps and RL steps per method (for bench/results.sh).
+setting's warm-start steps and RL steps per method, --rows the run names of
+the setting's rows after the warm start (both for bench/results.sh).
 """
 
 import argparse
@@ -42,6 +44,11 @@ ROWS = [
     ("SCoRe, seed 1", "score_seed1", "stage2"),
 ]
 SETTINGS = ("demo", "smollm2")
+
+
+def rows_of(setting: str) -> list[tuple[str, str, str]]:
+  """The ROWS of `setting`: no Self-Refine on the demo (configs/demo.py)."""
+  return [row for row in ROWS if row[2] is not None or setting != "demo"]
 
 
 def steps(setting: str) -> tuple[int, int]:
@@ -73,27 +80,29 @@ def main(argv=None) -> int:
   parser.add_argument("--copy_to", default="")
   parser.add_argument("--committed", default="")
   parser.add_argument("--steps", action="store_true")
+  parser.add_argument("--rows", action="store_true")
   args = parser.parse_args(argv)
   warm, rl_steps = steps(args.setting)
   if args.steps:
     print(warm, rl_steps)
     return 0
+  if args.rows:
+    print(" ".join(run for _, run, _ in rows_of(args.setting)
+                   if run != "base"))
+    return 0
   if not args.runs_dir:
     parser.error("RUNS_DIR is required without --steps")
   found, labels, missing = [], [], []
-  for label, run, stage in ROWS:
-    if stage is None and args.setting == "demo":
-      continue  # no Self-Refine on the demo (configs/demo.py)
+  for label, run, stage in rows_of(args.setting):
     path = report_path(args.runs_dir, run, stage, warm, warm + rl_steps)
-    committed = os.path.join(args.committed, f"{args.setting}_{run}.json")
-    if (not path or not os.path.exists(path)) and args.committed and \
-        os.path.exists(committed):
-      print(f"committed: {label} ({committed})", file=sys.stderr)
-      found.append(committed)
-      labels.append(label)
-      continue
     if not path or not os.path.exists(path):
-      missing.append(f"{label} ({path or os.path.join(args.runs_dir, run)})")
+      committed = os.path.join(args.committed, f"{args.setting}_{run}.json")
+      if args.committed and os.path.exists(committed):
+        print(f"committed: {label} ({committed})", file=sys.stderr)
+        found.append(committed)
+        labels.append(label)
+      else:
+        missing.append(f"{label} ({path or os.path.join(args.runs_dir, run)})")
       continue
     if args.copy_to:
       os.makedirs(args.copy_to, exist_ok=True)
