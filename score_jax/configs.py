@@ -13,6 +13,7 @@ import math
 import ml_collections
 
 from score_jax import sharding
+from score_jax.rl import advantages
 from score_jax.rl import losses
 
 # Stages a schedule may hold. Supervised: 'sft' (the task's worked solutions
@@ -20,7 +21,8 @@ from score_jax.rl import losses
 # 2 fixed a wrong turn 1, STaR), 'pair_sft' (wrong own first attempts paired
 # with a correct answer, Pair-SFT). RL (rl/losses.py): the others.
 SFT_STAGES = ("sft", "star", "pair_sft")
-STAGES = SFT_STAGES + ("stage1", "stage2", "single_turn")
+RL_STAGES = ("stage1", "stage2", "single_turn")
+STAGES = SFT_STAGES + RL_STAGES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -67,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.beta1 = 0.01
   c.loss.beta2 = 0.1
   c.loss.kl_estimator = "k3"
-  c.loss.advantage = "rloo"
+  c.loss.advantage = "rloo"  # or 'none'; 'mean' (batch) needs micro_batches=1
   c.loss.aggregation = "sequence_sum"
 
   c.optimizer = ml_collections.ConfigDict()
@@ -103,7 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.sft.buckets = ()
 
   c.step = ml_collections.ConfigDict()
-  c.step.micro_batches = 1
+  c.step.micro_batches = 1  # gradient accumulation; each keeps whole prompts
   c.step.logits_chunk = 0  # positions per logits chunk in the loss (0: all)
 
   c.mesh = ml_collections.ConfigDict()
@@ -119,8 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 64
 
   c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every = 10
-  c.checkpoint.keep = 2
+  c.checkpoint.every = 10  # steps between checkpoints (and at the end)
+  c.checkpoint.keep = 2  # latest checkpoints kept (+ the best by reward)
   c.checkpoint.async_save = True
 
   c.log = ml_collections.ConfigDict()
@@ -239,10 +241,29 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   if r.repack_multiple < 0:
     raise ValueError(f"config.rollout.repack_multiple={r.repack_multiple}: "
                      "expected >= 0 (0: no repacking)")
+  micro = config.step.micro_batches
+  if micro < 1:
+    raise ValueError(f"config.step.micro_batches={micro}: expected >= 1")
+  names = {s.name for s in stages}
   rows = r.prompts_per_step * r.samples_per_prompt
-  if rows % config.step.micro_batches:
-    raise ValueError(f"config.step.micro_batches={config.step.micro_batches}"
-                     f" does not divide the {rows} rows of a step")
+  if rows % micro:
+    raise ValueError(f"config.step.micro_batches={micro} does not divide "
+                     f"the {rows} rows of a step")
+  # RL and STaR steps keep each prompt's k samples in one micro-batch.
+  if names - {"sft", "pair_sft"} and (rows // micro) % r.samples_per_prompt:
+    raise ValueError(
+        f"config.step.micro_batches={micro}: micro-batches of "
+        f"{rows // micro} rows cannot hold whole groups of "
+        f"rollout.samples_per_prompt={r.samples_per_prompt} samples")
+  if "sft" in names and config.sft.batch_size % micro:
+    raise ValueError(f"config.step.micro_batches={micro} does not divide "
+                     f"sft.batch_size={config.sft.batch_size}")
+  if names & set(RL_STAGES):
+    advantages.check_micro_batches(config.loss.advantage, micro)
+  for field in ("every", "keep"):
+    if config.checkpoint[field] < 1:
+      raise ValueError(f"config.checkpoint.{field}="
+                       f"{config.checkpoint[field]}: expected >= 1")
   for where in ("optimizer", "sft"):
     if config[where].decay not in DECAYS:
       raise ValueError(f"config.{where}.decay={config[where].decay!r}: "

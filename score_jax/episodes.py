@@ -280,16 +280,20 @@ def star_batch(episodes: Episodes, multiple: int = 0, pad_id: int = 0
   return batch, int(keep.sum())
 
 
-def pair_batch(episodes: Episodes, tokenizer, task: Task
+def pair_batch(episodes: Episodes, tokenizer, task: Task, k: int
                ) -> tuple[dict[str, np.ndarray], int]:
   """Pair-SFT: each wrong first attempt followed by a correct answer for the
   same problem (a correct first attempt of a sibling sample, else the task's
-  worked solution), trained on that answer only. Returns (batch, pairs)."""
+  worked solution), trained on that answer only. Returns (batch, pairs).
+  k: samples per prompt; rows i - i % k .. + k are one prompt's samples
+  (the same problem may appear in two groups of a step)."""
   ro = episodes.rollout
   tokens = np.asarray(ro.tokens)
   masks = np.asarray(ro.turn_masks)
   r1 = episodes.rewards[0]
-  k = len(episodes.rows) // len({p.id for p in episodes.rows})
+  if k < 1 or len(episodes.rows) % k:
+    raise ValueError(f"pair_batch: {len(episodes.rows)} rows are not whole "
+                     f"groups of k={k} samples")
   instruction = tokenizer.followup_ids(task.correction_instruction)
   rows = []
   for i, problem in enumerate(episodes.rows):

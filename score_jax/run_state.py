@@ -32,9 +32,10 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 
 class RunCheckpoints:
   """checkpoints/ keeps the last `keep` steps; checkpoints_best/ keeps the
-  one with the highest training reward. `meta` (JSON) records the model
-  config, so a workdir holding another model is refused, not half-loaded
-  (fields in _COMPUTE_ONLY may differ)."""
+  one with the highest training reward (the mean sampled reward of the last
+  turn, turn 2 or turn 1 in single-turn RL, since the previous save).
+  `meta` (JSON) records the model config, so a workdir holding another
+  model is refused, not half-loaded (fields in _COMPUTE_ONLY may differ)."""
 
   def __init__(self, workdir: str, keep: int, async_save: bool,
                meta: dict[str, Any]):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 import jax
@@ -191,6 +191,9 @@ class Trainer:
               "model_config": self.model_config.to_dict()})
     self._steps: dict[Any, Any] = {}
     self._writer = None
+    # TensorBoard hides events logged at this step or later by an earlier,
+    # killed attempt (metrics.jsonl is cut back the same way): set in run().
+    self._tb_purge_step: Optional[int] = None
     self.check_memory()
 
   def check_memory(self) -> None:
@@ -379,7 +382,8 @@ class Trainer:
         batch, kept = episodes_lib.star_batch(eps, r.repack_multiple,
                                               self.tokenizer.pad_id)
       else:
-        batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task)
+        batch, kept = episodes_lib.pair_batch(eps, self.tokenizer, self.task,
+                                              k)
         k = 1
       extra = {**distributed.sum_metrics({"sft_examples": float(kept)}),
                **episodes_lib.turn_metrics(eps)}
@@ -414,21 +418,26 @@ class Trainer:
     row = {"step": step, "stage": stage, **metrics}
     with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps(row, allow_nan=True) + "\n")
+    self._tensorboard(step, metrics)
+
+  def _tensorboard(self, step: int, metrics: dict[str, float]) -> None:
     if self._writer is None:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._writer = SummaryWriter(os.path.join(self.workdir, "tb"))
+      self._writer = SummaryWriter(os.path.join(self.workdir, "tb"),
+                                   purge_step=self._tb_purge_step)
     for key, value in metrics.items():
       self._writer.add_scalar(key, value, step)
 
-  def truncate_metrics(self, step: int) -> None:
+  def truncate_metrics(self, step: int, evals_at_step: bool = True) -> None:
     """Drops what was logged after the checkpoint of `step` (which holds
-    steps 0..step-1 and the evaluations logged at `step` before it)."""
+    steps 0..step-1 and, with evals_at_step, the evaluations logged at
+    `step` before it)."""
     path = os.path.join(self.workdir, "metrics.jsonl")
     if not self.main or not os.path.exists(path):
       return
     keep = [row for row in files.read_jsonl(path)
-            if row["step"] < step or (row["stage"] == "eval" and
-                                      row["step"] == step)]
+            if row["step"] < step or (evals_at_step and row["stage"] == "eval"
+                                      and row["step"] == step)]
     files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
   def write_samples(self, step: int, eps) -> None:
@@ -479,7 +488,18 @@ class Trainer:
       if self.main:
         files.atomic_write_text(os.path.join(self.workdir, "config.json"),
                                 config.to_json_best_effort(indent=2))
-      self.truncate_metrics(0)
+      # An attempt killed before its first checkpoint: all of it is redone,
+      # its start evaluation too.
+      self.truncate_metrics(0, evals_at_step=False)
+    self._tb_purge_step = start_step
+    logged = os.path.join(self.workdir, "metrics.jsonl")
+    if not fresh and self.main and os.path.exists(logged):
+      # The evaluations logged at the checkpoint's step, before it, are kept
+      # in metrics.jsonl but hidden in TensorBoard with the rest: again.
+      for row in files.read_jsonl(logged):
+        if row["step"] == start_step:
+          self._tensorboard(start_step, {k: v for k, v in row.items()
+                                         if k not in ("step", "stage")})
     results = {}
     if fresh and config.eval.at_start:
       results["start"] = self.evaluate("start", start_step)
@@ -508,8 +528,10 @@ class Trainer:
             "a non-finite loss or gradient; stopping. The last checkpoint "
             "holds the last finite state. Lower the learning rate or check "
             "the data.")
-      if eps is not None and "reward_t2" in metrics:
-        last_reward.append(metrics["reward_t2"])
+      if eps is not None:
+        # The best checkpoint's training reward: the last turn sampled
+        # (turn 1 in single-turn RL).
+        last_reward.append(metrics.get("reward_t2", metrics["reward_t1"]))
       if config.log.samples_every and step % config.log.samples_every == 0:
         self.write_samples(step, eps)
       bar.set_postfix(stage=stage.name, **{

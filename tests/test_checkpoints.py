@@ -16,6 +16,7 @@ import pytest
 
 from score_jax import checkpoints, models
 from score_jax.checkpoints import gemma_flax, gguf as gguf_io, safetensors_io
+from score_jax.checkpoints._atomic import atomic_dir
 from score_jax.checkpoints.hf import ConversionError
 
 FAMILIES = ["tiny-llama", "tiny-gemma", "tiny-gemma2", "tiny-gemma3"]
@@ -334,6 +335,45 @@ def test_failed_write_leaves_no_checkpoint(tmp_path):
   with pytest.raises(KeyError):
     checkpoints.save_model(f"hf:{tmp_path / 'm'}", config, bad)
   assert os.listdir(tmp_path) == []
+
+
+def _write_dir(directory, text):
+  with atomic_dir(str(directory), overwrite=True) as tmp:
+    with open(os.path.join(tmp, "f"), "w") as f:
+      f.write(text)
+
+
+def test_replacing_a_directory_never_loses_the_old_one(tmp_path,
+                                                       monkeypatch):
+  dest = tmp_path / "ckpt"
+  _write_dir(dest, "v1")
+  # A crash between the two renames of a replacement: the old version sits
+  # in a hidden sibling and the destination is gone. The next write puts it
+  # back first, so a write that then fails leaves v1 in place.
+  hidden = tmp_path / ".ckpt.old-crash"
+  hidden.mkdir()
+  os.rename(dest, hidden / "ckpt")
+  with pytest.raises(RuntimeError):
+    with atomic_dir(str(dest), overwrite=True):
+      raise RuntimeError("the write failed")
+  assert (dest / "f").read_text() == "v1"
+  assert os.listdir(tmp_path) == ["ckpt"]
+  # The second rename fails (here: a full disk): v1 is put back.
+  real_rename = os.rename
+
+  def rename(src, dst):
+    if ".ckpt.tmp-" in str(src):
+      raise OSError(28, "No space left on device")
+    real_rename(src, dst)
+  monkeypatch.setattr(os, "rename", rename)
+  with pytest.raises(OSError, match="No space"):
+    _write_dir(dest, "v2")
+  monkeypatch.setattr(os, "rename", real_rename)
+  assert (dest / "f").read_text() == "v1"
+  assert os.listdir(tmp_path) == ["ckpt"]
+  _write_dir(dest, "v2")
+  assert (dest / "f").read_text() == "v2"
+  assert os.listdir(tmp_path) == ["ckpt"]
 
 
 def test_load_sharded_over_a_mesh(tmp_path):

@@ -193,6 +193,45 @@ def test_bad_warm_start_turn2_options_are_named(field, value):
     configs_lib.validate(c)
 
 
+@pytest.mark.parametrize("schedule, overrides, message", [
+    # 32 rows in 16 micro-batches of 2: a prompt's 4 samples would split.
+    ("sft:2,stage1:2", {"step.micro_batches": 16},
+     "micro-batches of 2 rows cannot hold whole groups of "
+     "rollout.samples_per_prompt=4"),
+    ("sft:2", {"step.micro_batches": 3, "rollout.prompts_per_step": 3},
+     r"does not divide sft.batch_size=16"),
+    ("stage2:2", {"step.micro_batches": 2, "loss.advantage": "mean"},
+     "takes its baseline over the whole batch"),
+    ("stage2:2", {"step.micro_batches": 0}, "micro_batches=0: expected >= 1"),
+    ("stage2:2", {"checkpoint.every": 0}, r"checkpoint.every=0: expected"),
+    ("stage2:2", {"checkpoint.keep": 0}, r"checkpoint.keep=0: expected"),
+])
+def test_bad_step_and_checkpoint_settings_are_named_before_the_run(
+    schedule, overrides, message):
+  c = configs_lib.base_config()
+  c.schedule = schedule
+  c.rollout.prompts_per_step, c.rollout.samples_per_prompt = 8, 4
+  c.sft.batch_size = 16
+  for key, value in overrides.items():
+    group, field = key.split(".")
+    c[group][field] = value
+  with pytest.raises(ValueError, match=message):
+    configs_lib.validate(c)
+
+
+def test_per_prompt_estimators_accept_micro_batches():
+  c = configs_lib.base_config()
+  c.schedule = "sft:2,stage2:2"
+  c.rollout.prompts_per_step, c.rollout.samples_per_prompt = 8, 4
+  c.sft.batch_size, c.step.micro_batches = 16, 8
+  for advantage in ("rloo", "none"):
+    c.loss.advantage = advantage
+    configs_lib.validate(c)
+  # Supervised stages take no advantage: 'mean' does not matter there.
+  c.schedule, c.loss.advantage = "sft:2", "mean"
+  configs_lib.validate(c)
+
+
 def test_negative_repack_multiple_is_named():
   c = configs_lib.base_config()
   c.schedule = "stage1:2"

@@ -174,3 +174,48 @@ def test_compact_keeps_every_rows_tokens_turns_and_positions():
   # Never longer than the layout; 0 leaves the batch as it is.
   assert episodes.compact(batch, 64, pad_id=0)["tokens"].shape[1] == 40
   assert episodes.compact(batch, 0, pad_id=0) is batch
+
+
+def _two_turn_rollout(attempts):
+  """A Rollout whose turn 1 of row i is attempts[i] (each stopped), as
+  pair_batch reads it."""
+  from score_jax import sampling  # pylint: disable=g-import-not-at-top
+  rows, width = len(attempts), max(map(len, attempts))
+  tokens = np.zeros((rows, width), np.int32)
+  masks = np.zeros((2, rows, width), bool)
+  for i, ids in enumerate(attempts):
+    tokens[i, :len(ids)] = ids
+    masks[0, i, :len(ids)] = True
+  return sampling.Rollout(
+      tokens=tokens, valid=masks[0].copy(), positions=np.zeros_like(tokens),
+      turn_masks=masks, logprobs=np.zeros((rows, width), np.float32),
+      lengths=masks.sum(-1), stopped=np.ones((2, rows), bool))
+
+
+def test_pair_sft_pairs_a_wrong_attempt_with_its_own_groups_answer():
+  # Problem a is drawn twice in the step (a small split, or an epoch
+  # boundary): groups [a, a], [b, b], [a, a] with k = 2. Each wrong first
+  # attempt is paired with its own group's right one, never another group's.
+  a, b = TASK.problems("train")[:2]
+  attempts = [[11], [12, 13], [21], [22], [31], [32]]
+  r1 = [0, 1, 1, 0, 0, 0]
+  eps = episodes.Episodes(
+      [a, a, b, b, a, a], np.asarray([r1, r1], np.float32),
+      ((), ()), np.ones((2, 6), int), rollout=_two_turn_rollout(attempts))
+  batch, pairs = episodes.pair_batch(eps, TOK, TASK, k=2)
+  assert pairs == 4  # rows 0, 3, 4, 5
+  end = TOK.end_of_turn_id
+  solution = lambda p: TOK.encode(TASK.solution(p)) + [end]
+  want = [(attempts[0], attempts[1]), (attempts[3], attempts[2]),
+          (attempts[4], solution(a)), (attempts[5], solution(a))]
+  for r, (attempt, answer) in enumerate(want):
+    row = batch["tokens"][r][batch["valid"][r]].tolist()
+    followup = TOK.followup_ids(TASK.correction_instruction)
+    prompt = episodes.prompt_ids(TOK, a if r != 1 else b)
+    assert row == prompt + attempt + followup + answer
+    assert batch["tokens"][r][batch["turn_masks"][1, r]].tolist() == answer
+    assert not batch["turn_masks"][0, r].any()
+  assert not batch["valid"][4:, :-1].any()  # pad rows train nothing
+  assert not batch["turn_masks"][:, 4:].any()
+  with pytest.raises(ValueError, match="not whole groups of k=4"):
+    episodes.pair_batch(eps, TOK, TASK, k=4)

@@ -4,6 +4,7 @@ after SIGKILL, and clear errors on bad input."""
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,68 @@ def test_single_turn_rl_runs_to_the_end(tmp_path):
           if r["stage"] == "single_turn"]
   assert len(rows) == 2 and all("reward_t2" not in r for r in rows)
   assert (tmp_path / "eval" / "training_curves.png").exists()
+  # The best checkpoint is picked by the turn-1 reward here.
+  assert os.listdir(tmp_path / "checkpoints_best")
+
+
+def _tensorboard_scalars(logdir):
+  """{tag: [(step, value)]} as TensorBoard shows the event files of logdir:
+  read in the order written; a session START event at step s hides every
+  earlier event at step >= s (an attempt that crashed and was resumed)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  for name in sorted(os.listdir(logdir)):
+    data = (logdir / name).read_bytes()
+    at = 0
+    while at < len(data):
+      size = int.from_bytes(data[at:at + 8], "little")
+      event = event_pb2.Event.FromString(data[at + 12:at + 12 + size])
+      at += 12 + size + 4  # length, its crc, the record, its crc
+      if event.session_log.status == event_pb2.SessionLog.START:
+        scalars = {tag: [(s, v) for s, v in points if s < event.step]
+                   for tag, points in scalars.items()}
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append((event.step,
+                                                  value.simple_value))
+  return scalars
+
+
+def test_restarts_log_each_step_once(tmp_path):
+  """A run started again after a crash, before its first checkpoint or
+  after one, logs every step and evaluation once, in metrics.jsonl and in
+  TensorBoard, with the uninterrupted run's numbers."""
+  config = smoke_config()
+  config.schedule = "sft:2,stage1:2"
+  config.checkpoint.every = 2
+  config.eval.at_start = True
+  config.log.samples_every = 0
+  whole = tmp_path / "whole"
+  train_lib.train(config, str(whole))
+  want = comparable(files.read_jsonl(whole / "metrics.jsonl"))
+  assert [(r["stage"], r["step"]) for r in want] == [
+      ("eval", 0), ("sft", 0), ("sft", 1), ("eval", 2), ("stage1", 2),
+      ("stage1", 3), ("eval", 4)]
+  # Crashed before its first checkpoint: a fresh start. Crashed after the
+  # checkpoint of step 2: resumed there (its evaluation at 2 kept).
+  for case, kept in (("fresh", []), ("resumed", ["2"])):
+    workdir = tmp_path / case
+    shutil.copytree(whole, workdir)
+    for step in os.listdir(workdir / "checkpoints"):
+      if step not in kept:
+        shutil.rmtree(workdir / "checkpoints" / step)
+    shutil.rmtree(workdir / "checkpoints_best")
+    time.sleep(1.1)  # TensorBoard event files are named by the second
+    train_lib.train(config, str(workdir))
+    got = comparable(files.read_jsonl(workdir / "metrics.jsonl"))
+    assert_same_metrics(got, want)
+    shown = _tensorboard_scalars(workdir / "tb")
+    # (tensorboardX writes '@' in a tag as '_')
+    for key, tag in (("eval/acc@t1", "eval/acc_t1"), ("loss", "loss")):
+      steps = [r["step"] for r in want if key in r]
+      assert [s for s, _ in shown[tag]] == steps, (case, tag)
+      np.testing.assert_allclose([v for _, v in shown[tag]],
+                                 [r[key] for r in want if key in r],
+                                 rtol=1e-5, atol=1e-6)
 
 
 def _tree_snapshot(root):

@@ -95,6 +95,18 @@ def test_micro_batches_must_keep_groups_whole():
     step_lib.split_micro_batches(make_batch(rows=8), 4, k=4)
 
 
+def test_batch_mean_baseline_is_refused_with_micro_batches():
+  # Each micro-batch would subtract its own mean: rewards [1, 1 | 0, 0]
+  # would get advantages 0 instead of +-0.5.
+  optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  model = models.Transformer(CONFIG)
+  with pytest.raises(ValueError, match="'mean' takes its baseline over the "
+                     "whole batch, but step.micro_batches=2"):
+    step_lib.make_train_step(
+        model, losses.LossConfig(stage="stage2", k=2, advantage="mean"),
+        optimizer, step_lib.StepConfig(micro_batches=2))
+
+
 def test_non_finite_step_is_skipped():
   optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig())
   params = models.init_params(CONFIG, jax.random.key(0))

@@ -1,12 +1,16 @@
 """Write a directory atomically: fill a temporary sibling, then rename it.
 
 A crash or an error mid-write leaves the destination as it was (absent, or
-the previous version), never half-written.
+the previous version), never half-written. Replacing a directory takes two
+renames (the old version aside, the new one in); a crash between them leaves
+the old version in a hidden `.name.old-*` sibling, which the next
+`atomic_dir` on that destination puts back first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -19,10 +23,25 @@ def _umask() -> int:
   return mask
 
 
+def _put_back_hidden(directory: str) -> None:
+  """If `directory` is missing but a crashed replacement hid its previous
+  version, renames the newest such version back into place."""
+  if os.path.exists(directory):
+    return
+  parent, name = os.path.split(directory)
+  hidden = glob.glob(os.path.join(glob.escape(parent),
+                                  glob.escape(f".{name}.old-") + "*", name))
+  if hidden:
+    newest = max(hidden, key=lambda p: os.path.getmtime(os.path.dirname(p)))
+    os.rename(newest, directory)
+    shutil.rmtree(os.path.dirname(newest), ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
   """Yields a temporary folder that becomes `directory` on a clean exit."""
   directory = os.path.abspath(os.fspath(directory))
+  _put_back_hidden(directory)
   if os.path.exists(directory) and not overwrite:
     raise FileExistsError(f"{directory} exists; pass overwrite=True to "
                           "replace it")
@@ -36,8 +55,15 @@ def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
     if os.path.exists(directory):
       old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
       os.rename(directory, os.path.join(old, name))
-      os.rename(tmp, directory)
-      shutil.rmtree(old, ignore_errors=True)
+      try:
+        os.rename(tmp, directory)
+      except BaseException:
+        # The previous version back, unless a racing writer's is there now.
+        if not os.path.exists(directory):
+          os.rename(os.path.join(old, name), directory)
+        raise
+      finally:
+        shutil.rmtree(old, ignore_errors=True)
     else:
       os.rename(tmp, directory)
   finally:

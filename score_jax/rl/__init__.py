@@ -3,8 +3,9 @@
 Pure functions of arrays; the train state and step build on them.
 """
 
-from score_jax.rl.advantages import (advantage_names, compute_advantages,
-                                     get_advantage, register_advantage)
+from score_jax.rl.advantages import (advantage_names, check_micro_batches,
+                                     compute_advantages, get_advantage,
+                                     register_advantage)
 from score_jax.rl.kl import (KL_ESTIMATORS, kl_estimate, token_entropy,
                              token_logprobs, token_stats,
                              token_stats_from_hidden)
@@ -14,8 +15,9 @@ from score_jax.rl.losses import (AGGREGATIONS, STAGES, LossConfig, TurnCredit,
 
 __all__ = [
     "AGGREGATIONS", "KL_ESTIMATORS", "LossConfig", "STAGES", "TurnCredit",
-    "advantage_names", "compute_advantages", "get_advantage", "kl_estimate",
-    "kl_surrogate", "loss_denominator", "register_advantage", "score_loss",
-    "sft_loss", "token_entropy", "token_logprobs", "token_stats",
-    "token_stats_from_hidden", "turn_credits",
+    "advantage_names", "check_micro_batches", "compute_advantages",
+    "get_advantage", "kl_estimate", "kl_surrogate", "loss_denominator",
+    "register_advantage", "score_loss", "sft_loss", "token_entropy",
+    "token_logprobs", "token_stats", "token_stats_from_hidden",
+    "turn_credits",
 ]

@@ -10,6 +10,10 @@ Rows are prompt-major: row p * k + j is sample j of prompt p.
 
 RLOO's baseline does not depend on the sample it is subtracted from, so the
 gradient stays unbiased; per prompt the advantages sum to zero.
+
+`mean` is registered `whole_batch=True`: its baseline needs every row of the
+step, so it cannot be computed per micro-batch (gradient accumulation splits
+a batch into groups of whole prompts, which is all `none` and `rloo` need).
 """
 
 from __future__ import annotations
@@ -23,18 +27,36 @@ Array = jax.Array
 AdvantageFn = Callable[[Array, int], Array]  # (returns [..., B], k) -> [..., B]
 
 _ESTIMATORS: dict[str, AdvantageFn] = {}
+_WHOLE_BATCH: set[str] = set()
 
 
-def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
-  """Decorator: `@register_advantage("name")` adds an estimator fn(r, k)."""
+def register_advantage(name: str, whole_batch: bool = False
+                       ) -> Callable[[AdvantageFn], AdvantageFn]:
+  """Decorator: `@register_advantage("name")` adds an estimator fn(r, k).
+  whole_batch: its value for a row depends on rows of other prompts, so it
+  must see the whole step's batch (no micro-batching)."""
 
   def add(fn: AdvantageFn) -> AdvantageFn:
     if name in _ESTIMATORS:
       raise ValueError(f"advantage estimator {name!r} is already registered")
     _ESTIMATORS[name] = fn
+    if whole_batch:
+      _WHOLE_BATCH.add(name)
     return fn
 
   return add
+
+
+def check_micro_batches(name: str, micro_batches: int) -> None:
+  """Raises if estimator `name` cannot run on `micro_batches` > 1 parts of a
+  batch (each part would get its own baseline, not the batch's)."""
+  get_advantage(name)
+  if micro_batches > 1 and name in _WHOLE_BATCH:
+    raise ValueError(
+        f"advantage estimator {name!r} takes its baseline over the whole "
+        f"batch, but step.micro_batches={micro_batches} would give each "
+        "micro-batch its own; use micro_batches=1 or a per-prompt estimator "
+        "(rloo, none)")
 
 
 def advantage_names() -> tuple[str, ...]:
@@ -65,7 +87,7 @@ def _none(r: Array, k: int) -> Array:
   return r
 
 
-@register_advantage("mean")
+@register_advantage("mean", whole_batch=True)
 def _batch_mean(r: Array, k: int) -> Array:
   del k
   return r - jnp.mean(r, axis=-1, keepdims=True)

@@ -17,6 +17,7 @@ import optax
 
 from score_jax import models
 from score_jax import sharding as sharding_lib
+from score_jax.rl import advantages
 from score_jax.rl import kl as kl_lib
 from score_jax.rl import losses
 from score_jax.rl.state import TrainState, set_learning_rate
@@ -119,6 +120,8 @@ def make_train_step(model: models.Transformer,
   """
   needs_ref = loss_config.stage != "sft"
   num_micro = step_config.micro_batches
+  if needs_ref:
+    advantages.check_micro_batches(loss_config.advantage, num_micro)
 
   def micro_loss(params, ref_params, micro, denominator):
     stats = token_stats(model, params, ref_params if needs_ref else None,
