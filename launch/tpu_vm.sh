@@ -51,8 +51,10 @@ example:
   ${SCRIPT_NAME} --name=score --zone=us-central2-b --accelerator-type=v4-32 create
   ${SCRIPT_NAME} --name=score --zone=us-central2-b setup
   ${SCRIPT_NAME} --name=score --zone=us-central2-b run -- \\
-      score-jax train --config=configs/smoke.py --workdir=gs://BUCKET/smoke
+      score-jax train --config=configs/smoke.py --workdir=/mnt/BUCKET/smoke
   ${SCRIPT_NAME} --name=score --zone=us-central2-b logs --follow
+(the workdir: one directory every worker mounts at the same path, e.g. a
+bucket mounted with Cloud Storage FUSE, gcsfuse, or a Filestore share)
 EOF
 }
 
@@ -144,7 +146,7 @@ cmd_setup() {
 
 cmd_run() {
   if [[ ${#REMOTE_CMD[@]} -eq 0 ]]; then
-    die "run needs a command after '--', e.g. run -- score-jax train --config=configs/smoke.py --workdir=gs://BUCKET/run"
+    die "run needs a command after '--', e.g. run -- score-jax train --config=configs/smoke.py --workdir=/mnt/BUCKET/run"
   fi
   local quoted
   quoted="$(quote "${REMOTE_CMD[@]}")"

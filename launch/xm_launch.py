@@ -53,13 +53,18 @@ CONTAINER_WORKDIR = "/workdir"
 # as 'host:2222', a port open between the job's workers.
 COORDINATOR = "%objectname(workerpool0)%"
 
+# Where cloud jobs see Cloud Storage as files: Vertex AI mounts every bucket
+# the job can read at /gcs/<bucket> (Cloud Storage FUSE); a GKE TPU slice
+# needs the same mount (the GKE Cloud Storage FUSE CSI driver).
+GCS_FUSE_ROOT = "/gcs"
+
 _EXECUTOR = flags.DEFINE_enum("executor", "local", EXECUTORS, "Where to run.")
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file in the project (configs/<name>.py), "
     "optionally 'path:arg' for get_config(arg).")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: a host path for 'local', gs://... for "
-    "cloud executors.")
+    "cloud executors (the trainer gets its mount, /gcs/<bucket>/...).")
 _SET = flags.DEFINE_multi_string(
     "set", [], "Config override key=value, passed as --config.key=value "
     "(repeatable).")
@@ -231,7 +236,9 @@ def build_spec(config: str, workdir: str, overrides: Sequence[str] = (),
     if not workdir.startswith("gs://"):
       raise SpecError(f"--workdir={workdir}: a cloud job's disk is "
                       "discarded when it ends; use a gs:// path")
-    args.append(f"--workdir={workdir}")
+    # The trainer writes its workdir with file operations (it refuses
+    # URLs): it gets the bucket's Cloud Storage FUSE mount instead.
+    args.append(f"--workdir={GCS_FUSE_ROOT}/{workdir[len('gs://'):]}")
   args += [_check_override(loaded, o, config_rel) for o in overrides]
 
   requirements = _requirements(executor, accelerator, accelerator_count)

@@ -6,10 +6,13 @@ and a `main(argv)`; it is imported only when chosen, so each command's
 """
 
 import importlib
+import os
 import sys
 
 from absl import app
 from absl import flags
+
+from score_jax import commands
 
 COMMANDS = {
     "train": "Train with SCoRe (or a baseline) from a config file.",
@@ -53,7 +56,24 @@ def run(argv=None):
     print(f"score-jax {command}: {COMMANDS[command]}\n\n"
           f"{flags.FLAGS.module_help(module)}")
     return 0
-  app.run(module.main, argv=[f"score-jax {command}"] + rest)
+  started = False
+
+  def main(argv):
+    nonlocal started
+    started = True
+    return module.main(argv)
+
+  try:
+    app.run(main, argv=[f"score-jax {command}"] + rest)
+  except (AttributeError,) + commands.INPUT_ERRORS as e:
+    # Raised while parsing flags, before the command ran: a misspelt
+    # `--config.<field>` (ml_collections raises AttributeError), a config
+    # file that is missing or does not load.
+    if started or os.environ.get("SCORE_JAX_TRACEBACK"):
+      raise
+    print(f"score-jax {command}: bad flags: {commands.message(e)}",
+          file=sys.stderr)
+    return 2
   return 0
 
 

@@ -139,7 +139,7 @@ class Trainer:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config = config
-    self.workdir = workdir
+    self.workdir = files.local_path(workdir, "--workdir")
     self.stages = configs_lib.validate(config)
     self.total_steps = self.stages[-1].start + self.stages[-1].steps
     # Process 0 writes logs, samples and reports (all processes checkpoint).
@@ -194,6 +194,7 @@ class Trainer:
     # TensorBoard hides events logged at this step or later by an earlier,
     # killed attempt (metrics.jsonl is cut back the same way): set in run().
     self._tb_purge_step: Optional[int] = None
+    self._start: Optional[tuple[int, bool]] = None
     self.check_memory()
 
   def check_memory(self) -> None:
@@ -461,7 +462,14 @@ class Trainer:
   def restore(self) -> tuple[int, bool]:
     """(step to start at, whether this workdir starts afresh). A fresh run
     with `config.start_from` starts at that checkpoint of another run:
-    state, reference and step restored, this config's schedule from there."""
+    state, reference and step restored, this config's schedule from there.
+    Once per run: `run` calls it unless it was called before."""
+    if self._start is not None:
+      return self._start
+    self._start = self._restore()
+    return self._start
+
+  def _restore(self) -> tuple[int, bool]:
     step = self.checkpoints.latest_step()
     source = None
     if step is None:

@@ -374,6 +374,8 @@ def test_replacing_a_directory_never_loses_the_old_one(tmp_path,
   _write_dir(dest, "v2")
   assert (dest / "f").read_text() == "v2"
   assert os.listdir(tmp_path) == ["ckpt"]
+  with pytest.raises(ValueError, match="gs://bucket/ckpt: a URL"):
+    _write_dir("gs://bucket/ckpt", "v3")
 
 
 def test_load_sharded_over_a_mesh(tmp_path):

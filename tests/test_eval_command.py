@@ -173,5 +173,38 @@ def test_self_refine_instructions_follow_the_task_format():
 def test_comparison_labels_must_match_the_reports(tmp_path):
   with pytest.raises(ValueError, match="3 labels for 1 --compare reports"):
     eval_cmd.comparison("this.json", "this", ["a.json"], ["A", "B", "C"])
+
+
+def _report(path, metrics):
+  path.write_text(json.dumps({"metrics": metrics}))
+  return str(path)
+
+
+def test_compare_reports_are_checked_before_the_eval_and_labels_default(
+    tmp_path):
   with pytest.raises(ValueError, match="report not found: a.json"):
-    eval_cmd.comparison("this.json", "this", ["a.json"], ["A"])
+    eval_cmd.check_compare(["a.json"])
+  (tmp_path / "notes.json").write_text("not json")
+  with pytest.raises(ValueError, match="notes.json: not a JSON report"):
+    eval_cmd.check_compare([str(tmp_path / "notes.json")])
+  passk = _report(tmp_path / "passk.json", {"pass@4(t1)": 0.5})
+  with pytest.raises(ValueError, match="passk.json has no acc@t1, acc@t2"):
+    eval_cmd.check_compare([passk])
+  two_turn = {"acc@t1": 0.25, "acc@t2": 0.5, "delta(t1,t2)": 0.25,
+              "delta_i2c(t1,t2)": 0.25, "delta_c2i(t1,t2)": 0.0}
+  base = _report(tmp_path / "base.json", two_turn)
+  this = _report(tmp_path / "this.json", two_turn)
+  eval_cmd.check_compare([base])
+  table = eval_cmd.comparison(this, "trained", [base], [])
+  assert [line.split("|")[1].strip()
+          for line in table.strip().splitlines()[2:]] == ["base", "trained"]
+
+
+def test_bad_report_name_and_url_workdir_fail_before_the_eval(tmp_path):
+  with pytest.raises(ValueError, match="--name='__': a report name needs"):
+    eval_cmd.run_eval(tiny_config(), "preset:tiny-llama", name="__",
+                      workdir=str(tmp_path), progress=False)
+  with pytest.raises(ValueError, match="--workdir=gs://bucket/run: a URL"):
+    eval_cmd.run_eval(tiny_config(), "preset:tiny-llama",
+                      workdir="gs://bucket/run", progress=False)
+  assert not os.listdir(tmp_path)

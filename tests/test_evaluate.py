@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import pathlib
+import stat
 import time
 
 import hypothesis
@@ -375,6 +376,15 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     ev.atomic_write_text(path, "new")
   assert path.read_text() == "old"
   assert sorted(p.name for p in path.parent.iterdir()) == ["run.json"]
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+  old = os.umask(0o022)
+  try:
+    path = ev.atomic_write_text(tmp_path / "r.json", "{}")
+  finally:
+    os.umask(old)
+  assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
 
 
 def test_compare_runs_table(tmp_path):

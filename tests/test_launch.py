@@ -284,7 +284,7 @@ def test_xm_dry_run_vertex_two_hosts(project):
   spec = _xm(project, "--executor=vertex", "--workdir=gs://b/run",
              "--accelerator=a100", "--accelerator_count=8", "--num_hosts=2",
              "--name=exp1", "--image_registry=gcr.io/p/score:v1")
-  common = ["--config=configs/sample.py", "--workdir=gs://b/run",
+  common = ["--config=configs/sample.py", "--workdir=/gcs/b/run",
             "--coordinator_address=%objectname(workerpool0)%",
             "--num_processes=2"]
   assert spec == {
@@ -310,7 +310,7 @@ def test_xm_dry_run_tpu_slice(project):
                               "replicas": 4}
   # JAX reads the slice from GKE's TPU environment: no coordinator flags.
   assert spec["jobs"] == [{"name": "host_0", "args": [
-      "--config=configs/sample.py:tiny-gemma3", "--workdir=gs://b/run"]}]
+      "--config=configs/sample.py:tiny-gemma3", "--workdir=/gcs/b/run"]}]
 
 
 def test_tpu_hosts():

@@ -249,12 +249,23 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   assert_same_metrics(got, want)
 
 
-def test_unknown_config_key_is_an_error(tmp_path):
-  cmd, env = _cli(tmp_path, "--config.rollout.temprature=0.5")
+@pytest.mark.parametrize("workdir, flag, message", [
+    (None, "--config.rollout.temprature=0.5",
+     "score-jax train: bad flags: 'temprature'\nDid you mean "
+     "\"temperature\""),
+    (None, "--config.schedule=sft:2,stage3:1",
+     "score-jax train: config.schedule: unknown stage 'stage3'"),
+    ("gs://bucket/run", "--config.seed=0",
+     "score-jax train: --workdir=gs://bucket/run: a URL, not a directory"),
+])
+def test_bad_input_is_one_line_not_a_traceback(tmp_path, workdir, flag,
+                                                message):
+  cmd, env = _cli(workdir or tmp_path, flag)
   out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
                        timeout=120)
-  assert out.returncode != 0
-  assert "temprature" in out.stderr
+  assert out.returncode == 2
+  assert message in out.stderr and "Traceback" not in out.stderr
+  assert not os.listdir(tmp_path)  # nothing written, no local 'gs:' folder
 
 
 def test_misspelt_stage_is_named():

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from typing import Iterator
 
+from score_jax.evaluation.files import local_path
+
 
 def _umask() -> int:
   mask = os.umask(0)
@@ -40,7 +42,7 @@ def _put_back_hidden(directory: str) -> None:
 @contextlib.contextmanager
 def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
   """Yields a temporary folder that becomes `directory` on a clean exit."""
-  directory = os.path.abspath(os.fspath(directory))
+  directory = os.path.abspath(local_path(directory, "checkpoint directory"))
   _put_back_hidden(directory)
   if os.path.exists(directory) and not overwrite:
     raise FileExistsError(f"{directory} exists; pass overwrite=True to "

@@ -9,6 +9,7 @@ from absl import flags
 import numpy as np
 
 from score_jax import checkpoints
+from score_jax import commands
 
 _FROM = flags.DEFINE_string("from", None, "Source model spec, e.g. "
                             "gemma3-270m, gguf:<file>, hf:<dir>.",
@@ -22,14 +23,24 @@ _CHECK = flags.DEFINE_bool("check", True, "Reload the written copy and "
 
 
 def main(argv):
-  del argv
-  src = checkpoints.load_model(_FROM.value)
-  c = src.config
-  print(f"read {_FROM.value}: {c.family}, {c.num_layers} layers, "
-        f"D={c.embed_dim}, V={c.vocab_size} in {src.load_seconds:.1f}s")
-  out = checkpoints.save_model(_TO.value, c, src.params,
-                               tokenizer_spec=src.tokenizer_spec,
-                               overwrite=_OVERWRITE.value)
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  with commands.bad_input("convert"):
+    kind = _TO.value.partition(":")[0] if _TO.value else ""
+    if kind not in ("hf", "orbax", "gemma-flax"):
+      raise ValueError(f"--to={_TO.value!r}: expected hf:<dir>, orbax:<dir> "
+                       "or gemma-flax:<dir>")
+    src = checkpoints.load_model(_FROM.value)
+    c = src.config
+    print(f"read {_FROM.value}: {c.family}, {c.num_layers} layers, "
+          f"D={c.embed_dim}, V={c.vocab_size} in {src.load_seconds:.1f}s")
+    try:
+      out = checkpoints.save_model(_TO.value, c, src.params,
+                                   tokenizer_spec=src.tokenizer_spec,
+                                   overwrite=_OVERWRITE.value)
+    except FileExistsError as e:
+      raise FileExistsError(f"{e.filename or _TO.value} exists; pass "
+                            "--overwrite to replace it") from None
   print(f"wrote {_TO.value} ({out})")
   if _CHECK.value:
     ids = np.arange(1, 9, dtype=np.int32)[None] % c.vocab_size

@@ -32,6 +32,7 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
+from score_jax import commands
 from score_jax import configs as configs_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -57,7 +58,7 @@ _COMPARE = flags.DEFINE_list(
     "compare", [], "Report JSONs of other runs to put in a table with this one.")
 _LABELS = flags.DEFINE_list(
     "labels", [], "Row labels: one per --compare report, optionally one more "
-    "for this run.")
+    "for this run (default: each report's name).")
 
 # Self-Refine (Madaan et al. 2023) as the SCoRe paper runs it: the model
 # critiques its own answer, then rewrites it in the task's answer format
@@ -271,6 +272,11 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   if workdir is None:
     raise EvalInputError(f"--workdir is required to evaluate a model spec "
                          f"({checkpoint}): it is where eval/ is written")
+  from score_jax.evaluation import files  # pylint: disable=g-import-not-at-top
+  try:
+    files.local_path(workdir, "--workdir")
+  except ValueError as e:
+    raise EvalInputError(str(e)) from None
   try:
     task_obj = tasks_lib.get_task(config.task.name,
                                   **config.task.options.to_dict())
@@ -282,13 +288,26 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   elif num_turns < 2:
     raise EvalInputError(f"--num_turns={num_turns}: self-correction needs "
                          "at least 2 turns")
-  problems = task_obj.problems(config.task.eval_split)
+  try:
+    problems = task_obj.problems(config.task.eval_split)
+  except ValueError as e:
+    raise EvalInputError(f"task {task_obj.name!r}: {e}") from None
   problems = problems[:config.eval.num_problems]
   if not problems:
     raise EvalInputError(f"task {task_obj.name!r}: split "
                          f"{config.task.eval_split!r} has no problems")
 
-  model, params, tokenizer, ctx = load_model(config, source)
+  given = name
+  name = name or f"{protocol}_{task_obj.name}_{source.tag}".replace(":", "-")
+  name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip("._-")
+  if not name:
+    raise EvalInputError(f"--name={given!r}: a report name needs a letter "
+                         "or digit")
+
+  try:
+    model, params, tokenizer, ctx = load_model(config, source)
+  except commands.INPUT_ERRORS as e:
+    raise EvalInputError(f"{checkpoint}: {commands.message(e)}") from None
 
   bar = tqdm.tqdm(total=len(problems), desc=f"eval {protocol}",
                   unit="problem", disable=not progress, dynamic_ncols=True)
@@ -299,8 +318,6 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
         batch_size=min(config.eval.batch_size, len(problems)), ctx=ctx,
         instructions=instructions, progress=bar)
 
-  name = name or f"{protocol}_{task_obj.name}_{source.tag}".replace(":", "-")
-  name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
   info = {"checkpoint": checkpoint, "step": source.step,
           "model_spec": config.model.spec, "task": task_obj.name,
           "split": config.task.eval_split, "protocol": protocol,
@@ -315,7 +332,6 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
                ("edit_distance", "_edit_distance.png"))}
   if protocol == "self_refine":
     # The report holds the graded answers; keep the feedback turns too.
-    from score_jax.evaluation import files  # pylint: disable=g-import-not-at-top
     paths["all_turns"] = files.atomic_write_text(
         pathlib.Path(workdir) / "eval" / f"{name}.all_turns.jsonl",
         "".join(json.dumps(r) + "\n" for r in
@@ -329,16 +345,33 @@ def comparison(report_json: str, name: str, compare: Sequence[str],
   """The Table-2-style Markdown table of the --compare runs and this one."""
   from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
   runs = list(compare) + [report_json]
+  if not labels:  # each run by its report's name
+    labels = [pathlib.Path(p).stem for p in compare]
   if len(labels) == len(compare):
     labels = list(labels) + [name]
   if len(labels) != len(runs):
     raise EvalInputError(f"--labels: {len(labels)} labels for "
                          f"{len(compare)} --compare reports (give one per "
                          "report, optionally one more for this run)")
+  return reports.compare_runs(runs, labels)
+
+
+def check_compare(compare: Sequence[str]) -> None:
+  """Each --compare path is a report holding the table's metrics: checked
+  before the evaluation runs, not after it."""
+  from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
   for path in compare:
     if not os.path.isfile(path):
       raise EvalInputError(f"--compare: report not found: {path}")
-  return reports.compare_runs(runs, labels)
+    try:
+      report = reports.load_report(path)
+    except ValueError as e:
+      raise EvalInputError(f"--compare: {e}") from None
+    missing = [key for _, key in reports.paper_columns()
+               if key not in report["metrics"]]
+    if missing:
+      raise EvalInputError(f"--compare: {path} has no {', '.join(missing)}: "
+                           "not a two-turn evaluation report")
 
 
 def main(argv):
@@ -353,6 +386,7 @@ def main(argv):
   try:
     if _LABELS.value and not _COMPARE.value:
       raise EvalInputError("--labels needs --compare")
+    check_compare(_COMPARE.value or [])
     out = run_eval(_CONFIG.value, _CHECKPOINT.value, workdir=_WORKDIR.value,
                    task=_TASK.value, num_turns=_NUM_TURNS.value,
                    protocol=_PROTOCOL.value, name=_NAME.value)

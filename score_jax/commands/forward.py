@@ -6,6 +6,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from score_jax import commands
 from score_jax import models
 
 _PRESET = flags.DEFINE_string("preset", "gemma3-270m", "Model preset name.")
@@ -15,8 +16,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed for weights and tokens.")
 
 
 def main(argv):
-  del argv
-  config = models.get_preset(_PRESET.value)
+  if len(argv) > 1:
+    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+  with commands.bad_input("forward"):
+    config = models.get_preset(_PRESET.value)
   print(f"{_PRESET.value}: {models.count_params(config) / 1e6:.1f}M params, "
         f"{config.num_layers} layers, devices: {jax.devices()}")
   rng_params, rng_tokens = jax.random.split(jax.random.key(_SEED.value))

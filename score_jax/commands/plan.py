@@ -9,6 +9,7 @@ only, so it runs on a laptop for any model size.
 from absl import flags
 from ml_collections import config_flags
 
+from score_jax import commands
 from score_jax import models
 from score_jax import plan as plan_lib
 from score_jax import sampling
@@ -80,8 +81,9 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     raise SystemExit("--config is required (e.g. configs/smoke.py)")
-  rules = tuple(tuple(r) for r in config.mesh.rules)
-  workload = _workload(config)
+  with commands.bad_input("plan"):
+    rules = tuple(tuple(r) for r in config.mesh.rules)
+    workload = _workload(config)
   print(f"rows {workload.rows}, seq {workload.seq} tokens, "
         f"{workload.decode_steps} sampled per row, micro_batches "
         f"{workload.micro_batches}, logits_chunk {workload.logits_chunk}, "
@@ -104,7 +106,8 @@ def main(argv):
     mesh = plan_lib.parse_mesh(_MESH.value, _HBM.value)
   except ValueError as e:
     raise SystemExit(str(e)) from None
-  model = _model_config(config, _MODEL.value)
+  with commands.bad_input("plan"):
+    model = _model_config(config, _MODEL.value)
   plan = plan_lib.make_plan(model, mesh, workload, rules)
   print(f"model {_MODEL.value or config.model.spec}: "
         f"{models.count_params(model) / 1e9:.2f}B params")

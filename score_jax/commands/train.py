@@ -4,6 +4,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from score_jax import commands
 from score_jax import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,7 +34,14 @@ def main(argv):
   import os  # pylint: disable=g-import-not-at-top
   from score_jax import train  # pylint: disable=g-import-not-at-top
   from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
-  results = train.train(_CONFIG.value, _WORKDIR.value)
+  with commands.bad_input("train"):
+    # Config, schedule, model, task, workdir, the checkpoint to start from.
+    trainer = train.Trainer(_CONFIG.value, _WORKDIR.value)
+    trainer.restore()
+  try:
+    results = trainer.run()
+  finally:
+    trainer.close()
   if not distributed.is_main_process():
     return  # process 0 reports (every process has the same results)
   for name, metrics in results.items():
@@ -42,8 +50,9 @@ def main(argv):
     logging.info("eval %s: %s", name, summary)
     print(f"eval {name}: {summary}")
   evals = os.path.join(_WORKDIR.value, "eval")
-  if len(results) >= 2:  # first (the base) vs last (the trained policy)
-    names = [next(iter(results)), list(results)[-1]]
+  evaluated = [name for name, metrics in results.items() if metrics]
+  if len(evaluated) >= 2:  # first (the base) vs last (the trained policy)
+    names = [evaluated[0], evaluated[-1]]
     print("\n" + reports.compare_runs(
         [os.path.join(evals, f"{n}.json") for n in names], names))
   print(f"\nworkdir: {_WORKDIR.value} (reports and plots in {evals})")

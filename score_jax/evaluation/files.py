@@ -11,12 +11,37 @@ import json
 import logging
 import os
 import pathlib
+import re
 import tempfile
 from typing import Any, Iterable, Union
 
 import numpy as np
 
 PathLike = Union[str, os.PathLike]
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(path: PathLike, what: str) -> str:
+  """`path` if it names a file system path; a URL (gs://, s3://, ...) is an
+  error naming `what`: workdirs and checkpoints are written with local file
+  operations (temp file + rename), which object stores do not give."""
+  path = os.fspath(path)
+  if _URL.match(path):
+    raise ValueError(
+        f"{what}={path}: a URL, not a directory. score-jax writes it with "
+        "local file operations; on several hosts use a directory every host "
+        "mounts at the same path (NFS/Filestore, or a bucket mounted with "
+        "Cloud Storage FUSE: `gcsfuse --implicit-dirs BUCKET /mnt/BUCKET`, "
+        "then /mnt/BUCKET/...)")
+  return path
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
@@ -30,6 +55,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
     os.replace(tmp, path)
   except BaseException:
     try:
