@@ -1,7 +1,11 @@
 """Math grading on real MATH500 data and on the equivalent forms that matter."""
 
 import json
+import os
 import pathlib
+import random
+import re
+import signal
 
 import pytest
 
@@ -109,6 +113,49 @@ def test_grade_many_matches_grade_in_the_pool():
   expected = [math_reward.grade(r, a) for r, a in zip(responses, references)]
   assert math_reward.grade_many(responses, references, workers=2) == expected
   assert sum(expected) >= 40  # Every even pair is the record's own answer.
+
+
+def test_thousands_separators_only_in_a_number_alone():
+  norm = math_reward.normalize_answer
+  assert norm("1,000,000") == norm("1{,}000{,}000") == "1000000"
+  assert norm(r"(2,12) \cup (12,102)") == r"(2,12)\cup(12,102)"
+  answer = r"(2,12) \cup (12,102)"
+  assert math_reward.grade(
+      r"The final answer is $(2,12) \cup (121,02)$. I hope it is correct.",
+      answer) == 0.0
+  assert math_reward.grade(
+      f"The final answer is ${answer}$. I hope it is correct.", answer) == 1.0
+
+
+def test_a_dead_grading_worker_is_replaced():
+  records = _math500()[:64]
+  responses = [r["solution"] for r in records]
+  references = [r["answer"] for r in records]
+  assert math_reward.grade_many(responses, references, workers=2) == [1.0] * 64
+  pool = math_reward._pool(2)  # pylint: disable=protected-access
+  os.kill(next(iter(pool._processes)), signal.SIGKILL)  # pylint: disable=protected-access
+  # The next call finds the pool broken, starts a new one and grades.
+  assert math_reward.grade_many(responses, references, workers=2) == [1.0] * 64
+
+
+_OLD_FINAL_LINE = re.compile(
+    r"The final answer is\s*((?:(?!The final answer is).)*?)\s*(?:\.\s*)?"
+    r"I hope it is correct", re.S)
+
+
+def test_final_lines_match_the_regex_they_replace_in_linear_time():
+  rng = random.Random(0)
+  pieces = ["The final answer is", "I hope it is correct", ".", " ", "\n",
+            "$5$", "x", "..", " . ", "\\boxed{3}", "The final answer"]
+  for _ in range(3000):
+    text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+    assert math_reward.final_lines(text) == _OLD_FINAL_LINE.findall(text), text
+  # The regex took minutes on these (an opening, then a long run of blanks
+  # and no closing); a sampled response may look like this.
+  assert math_reward.extract_answer(
+      "The final answer is\n" + "\n" * 20_000 + "x") == "x"
+  assert math_reward.extract_answer(
+      "The final answer is 5. " + " " * 20_000) == "5"
 
 
 def test_pathological_answers_are_refused_quickly_even_off_the_main_thread():

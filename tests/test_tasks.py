@@ -128,6 +128,21 @@ def test_gsm8k_tfds_source_without_tfds_is_a_clear_error():
     get_task("gsm8k", source="tfds", tfds_data_dir="/nowhere").problems("test")
 
 
+def test_mbpp_duplicate_task_ids_are_counted_not_overwritten(tmp_path,
+                                                              caplog):
+  row = {"task_id": 11, "text": "Write f.", "code": "def f(): return 1",
+         "test_list": ["assert f() == 1"]}
+  path = tmp_path / "mbpp.jsonl"
+  path.write_text(json.dumps(row) + "\n" +
+                  json.dumps({**row, "text": "Another task."}) + "\n")
+  task = get_task("mbpp", path=str(path), seed=None, shot_ids=(),
+                  splits={"test": (11, 11)})
+  with caplog.at_level(logging.WARNING):
+    problems = task.problems("test")
+  assert len(problems) == 1 and "Write f." in problems[0].prompt
+  assert "1 duplicate task_id (the first is kept)" in caplog.text
+
+
 def test_mbpp_prompt_splits_and_rewards():
   task = get_task("mbpp", path=_data("mbpp.jsonl"), seed=None, timeout_s=2.0)
   sizes = {s: len(task.problems(s)) for s in ("prompt", "test", "validation",
@@ -164,8 +179,30 @@ def test_humaneval_completion_and_full_function_responses():
   full = task.solution(p)
   wrong = full.replace("return True", "return 1 == 2", 1)
   assert task.rewards([p] * 3, [body, full, wrong]) == [1.0, 1.0, 0.0]
+  # A whole function without the prompt's imports or helpers: the prompt
+  # still supplies them (List; encode_cyclic for decode_cyclic).
+  no_import = full.replace("from typing import List\n", "")
+  assert "List" in no_import and "import" not in no_import
+  cyclic = next(q for q in problems if q.id == "HumanEval/38")
+  decode = ("def decode_cyclic(s: str):\n"
+            "    return encode_cyclic(encode_cyclic(s))\n")
+  assert task.rewards([p, cyclic], [no_import, decode]) == [1.0, 1.0]
   with pytest.raises(ValueError, match="only the split 'test'"):
     task.problems("train")
+
+
+def test_extract_code_takes_the_answer_not_what_follows_it():
+  from score_jax.tasks.code import extract_code  # pylint: disable=g-import-not-at-top
+  answer = "def f(x):\n  return x"
+  # The model goes on to invent the next few-shot task after [DONE].
+  assert extract_code(f"{answer}\n[DONE]\nYou are an expert Python "
+                      "programmer, ... [BEGIN]\ndef mul(a, b):\n  return "
+                      "a * b\n[DONE]") == answer
+  assert extract_code(f"[BEGIN]\n{answer}\n[DONE]") == answer
+  # An example-usage block after the fenced answer.
+  assert extract_code(f"Here:\n```python\n{answer}\n```\nUsage:\n"
+                      "```python\nprint(f(1))\n```") == answer + "\n"
+  assert extract_code("```python\nprint(1)\n```") == "print(1)\n"
 
 
 def test_arithmetic_is_deterministic_disjoint_and_strict():
@@ -242,6 +279,20 @@ def test_procedural_reasoning_gym_task():
                      "and more") == 0.0
   with pytest.raises(ValueError, match="unknown reasoning-gym dataset"):
     get_task("procedural:no_such_dataset")
+
+
+def test_procedural_train_split_holds_no_test_question():
+  pytest.importorskip("reasoning_gym")
+  # chain_sum's small space of questions: a 500-problem test split and a
+  # 2,000-problem train split drawn independently share some questions.
+  task = get_task("procedural:chain_sum",
+                  split_sizes={"train": 2000, "test": 500})
+  test = {p.reference["question"] for p in task.problems("test")}
+  train = task.problems("train")
+  assert not test & {p.reference["question"] for p in train}
+  dropped = 2000 - len(train)
+  assert dropped > 0  # the overlap exists: the test shows something
+  assert len({p.id for p in train}) == len(train)
 
 
 def test_host_side_modules_never_import_jax_or_model_code():

@@ -27,11 +27,35 @@ import re
 import threading
 from typing import Optional, Sequence
 
-# The answer may not contain another "The final answer is": the LAST one wins.
-_FINAL_LINE = re.compile(
-    r"The final answer is\s*((?:(?!The final answer is).)*?)\s*(?:\.\s*)?"
-    r"I hope it is correct", re.S)
+_OPENING = "The final answer is"
+_CLOSING = "I hope it is correct"
 _FINAL_ANY = re.compile(r"[Tt]he final answer is:?\s*(.+)")
+
+
+def final_lines(response: str) -> list[str]:
+  """X of every `The final answer is X[.] I hope it is correct`, in order;
+  X never holds another opening (the one nearest the closing counts).
+
+  String search, linear in the response: the regex this replaces,
+  `The final answer is\s*((?:(?!The final answer is).)*?)\s*(?:\.\s*)?I
+  hope it is correct` (same matches), backtracked for minutes on an opening
+  followed by thousands of spaces and no closing, a sample a policy can
+  write.
+  """
+  starts = [m.start() for m in re.finditer(_OPENING, response)]
+  out = []
+  for i, start in enumerate(starts):
+    body = start + len(_OPENING)
+    end = response.find(_CLOSING, body)
+    if end < 0:
+      break  # no closing after this opening, nor after any later one
+    if i + 1 < len(starts) and starts[i + 1] < end:
+      continue  # a later opening is nearer the closing
+    answer = response[body:end].strip()
+    if answer.endswith("."):
+      answer = answer[:-1].rstrip()
+    out.append(answer)
+  return out
 
 
 def extract_answer(response: str) -> Optional[str]:
@@ -43,7 +67,7 @@ def extract_answer(response: str) -> Optional[str]:
   """
   if not isinstance(response, str):
     raise TypeError(f"response must be str, got {type(response).__name__}")
-  matches = _FINAL_LINE.findall(response)
+  matches = final_lines(response)
   if matches:
     answer = _strip_dollars(matches[-1])
     if answer.startswith(("\\boxed", "\\fbox")):
@@ -127,7 +151,10 @@ def normalize_answer(answer: str) -> str:
   s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
   s = re.sub(r"\\mbox\{\s*([^}]*)\}", r"\1", s)
   s = s.replace("\\%", "").replace("%", "")
-  s = re.sub(r"(\d),(\d\d\d)(?!\d)", r"\1\2", s)  # 1,000 -> 1000
+  # Thousands separators in a number alone (1,000,000 -> 1000000); commas
+  # in tuples and intervals stay: (2,12) \cup (12,102).
+  if re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?", s.strip()):
+    s = s.replace("{,}", "").replace(",", "")
   s = s.replace(" .", " 0.").replace("{.", "{0.")
   if s.startswith("."):
     s = "0" + s
@@ -213,9 +240,9 @@ def _verify(predicted: str, reference: str) -> bool:
     return False
   if threading.current_thread() is not threading.main_thread():
     # No SIGALRM here: a worker process grades with its own timeouts.
-    future = _pool(os.cpu_count() or 1).submit(_verify, predicted, reference)
     try:
-      return future.result(timeout=60)
+      return _in_pool(os.cpu_count() or 1, lambda pool: pool.submit(
+          _verify, predicted, reference).result(timeout=60))
     except concurrent.futures.TimeoutError:
       return False
   gold, pred = _parse(reference), _parse(predicted)
@@ -275,4 +302,15 @@ def grade_many(responses: Sequence[str], references: Sequence[str],
   if workers == 1 or len(pairs) < 64:
     return [grade(r, a) for r, a in pairs]
   chunk = max(1, len(pairs) // (4 * workers))
-  return list(_pool(workers).map(_grade_pair, pairs, chunksize=chunk))
+  return _in_pool(workers, lambda pool: list(
+      pool.map(_grade_pair, pairs, chunksize=chunk)))
+
+
+def _in_pool(workers: int, work):
+  """work(pool); if a worker died (killed, out of memory) the pool is
+  broken for good: a new one, and the work once more."""
+  try:
+    return work(_pool(workers))
+  except concurrent.futures.BrokenExecutor:  # BrokenProcessPool
+    _pool.cache_clear()
+    return work(_pool(workers))

@@ -20,21 +20,26 @@ MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
                "train": (601, 1000)}
 MBPP_SHOT_IDS = (2, 3, 4)
 
+_DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.M)
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)```",
                     re.S)
 
 
 def extract_code(response: str) -> str:
-  """The program in a response: between [BEGIN] and [DONE] when present,
-  else the last fenced code block, else the text itself."""
-  text = response
+  """The program in a response: up to the first [DONE] (after a [BEGIN]
+  there, if any), and in that the last fenced code block that defines
+  something (else the last one), else the text itself.
+
+  Sampling stops on token ids, not on the text `[DONE]`: a model may go on
+  to write the next few-shot task, whose code must not replace the answer;
+  nor may an example-usage block after the answer's."""
+  text = response.split("[DONE]", 1)[0]
   if "[BEGIN]" in text:
     text = text.rsplit("[BEGIN]", 1)[1]
-  if "[DONE]" in text:
-    text = text.split("[DONE]", 1)[0]
   blocks = _FENCE.findall(text)
   if blocks:
-    return blocks[-1]
+    defining = [b for b in blocks if _DEFINES.search(b)]
+    return (defining or blocks)[-1]
   if text.lstrip().startswith("```"):  # An unterminated fence.
     text = text.lstrip()[3:].split("\n", 1)[-1]
   return text.strip("\n")
@@ -103,6 +108,8 @@ class MbppTask(_CodeTask):
         skips.skip(where, "missing test_list")
       elif not isinstance(row.get("code"), str):
         skips.skip(where, "missing reference code")
+      elif row["task_id"] in rows:
+        skips.skip(where, "duplicate task_id (the first is kept)")
       else:
         rows[row["task_id"]] = row
     return rows, skips
@@ -189,10 +196,13 @@ class HumanEvalTask(_CodeTask):
     return problems
 
   def program(self, problem, response):
+    """The prompt, then the response: a whole function (which redefines the
+    prompt's docstring-only one; the prompt's imports and helpers stay) or
+    the body that completes the prompt's."""
     code = extract_code(response)
     entry = problem.reference["entry_point"]
     if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", code, re.M):
-      return code
+      return problem.reference["prompt"] + "\n" + code
     return problem.reference["prompt"] + code
 
   def solution(self, problem):

@@ -1,13 +1,14 @@
 """`procedural:<name>`: any reasoning-gym dataset, scored by its own scorer.
 
 Problems are generated offline and deterministically from the seed; the train
-and test splits use different seeds. The answer is read from the strict last
+and test splits use different seeds, and a train (or validation) problem whose
+question is also in the test split is dropped (counted in the log). The answer is read from the strict last
 `Answer: ...` line; the reward is 1.0 only when reasoning-gym scores it 1.0.
 """
 
 from score_jax.tasks import answer_line
 from score_jax.tasks import prompts
-from score_jax.tasks.base import Problem, Task
+from score_jax.tasks.base import Problem, SkipLog, Task
 
 SPLIT_SIZES = {"train": 10_000, "test": 500}
 _SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_003, "validation": 2_000_003}
@@ -42,14 +43,26 @@ class ProceduralTask(Task):
     if split not in self.split_sizes or split not in _SPLIT_SEED_OFFSET:
       raise ValueError(f"{self.name}: unknown split {split!r}; known: "
                        f"{sorted(set(self.split_sizes) & set(_SPLIT_SEED_OFFSET))}")
+    held_out = set()
+    if split != "test" and "test" in self.split_sizes:
+      held_out = {entry["question"] for entry in self._generate("test")}
+    skips = SkipLog(f"{self.name}/{split}")
+    problems = []
+    for i, entry in enumerate(self._generate(split)):
+      if entry["question"] in held_out:
+        skips.skip(i, "question also in the test split")
+        continue
+      problems.append(Problem(
+          id=f"{self.name}/{split}/{i}",
+          prompt=self.prompt_template.format(question=entry["question"]),
+          reference=entry, meta={"answer": entry.get("answer")}))
+    skips.report(len(problems))
+    return problems
+
+  def _generate(self, split):
     seed = (self.seed or 0) + _SPLIT_SEED_OFFSET[split]
-    data = self._rg.create_dataset(self.dataset, size=self.split_sizes[split],
+    return self._rg.create_dataset(self.dataset, size=self.split_sizes[split],
                                    seed=seed, **self.dataset_options)
-    return [Problem(id=f"{self.name}/{split}/{i}",
-                    prompt=self.prompt_template.format(
-                        question=entry["question"]),
-                    reference=entry, meta={"answer": entry.get("answer")})
-            for i, entry in enumerate(data)]
 
   def reward(self, problem, response) -> float:
     answer = answer_line.extract(response)
