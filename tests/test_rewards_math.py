@@ -115,6 +115,17 @@ def test_grade_many_matches_grade_in_the_pool():
   assert sum(expected) >= 40  # Every even pair is the record's own answer.
 
 
+@pytest.mark.parametrize("response, reference, want", [
+    ("The final answer is 18 dollars.", "18", 1.0),
+    ("The final answer is 1,000 eggs. I hope it is correct.", "1000", 1.0),
+    ("The final answer is **5**.", "5", 1.0),
+    ("The final answer is 19 dollars.", "18", 0.0),
+    ("The final answer is 4 and 5.", "4", 0.0),
+])
+def test_word_problem_units_and_bold(response, reference, want):
+  assert math_reward.grade(response, reference) == want
+
+
 def test_thousands_separators_only_in_a_number_alone():
   norm = math_reward.normalize_answer
   assert norm("1,000,000") == norm("1{,}000{,}000") == "1000000"

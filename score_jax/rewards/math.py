@@ -151,6 +151,9 @@ def normalize_answer(answer: str) -> str:
   s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
   s = re.sub(r"\\mbox\{\s*([^}]*)\}", r"\1", s)
   s = s.replace("\\%", "").replace("%", "")
+  s = s.replace("**", "")  # Markdown bold: **5**
+  # A number then words only, a word problem's units: `18 dollars`, `5 eggs`.
+  s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z][A-Za-z ]*$", r"\1", s.strip())
   # Thousands separators in a number alone (1,000,000 -> 1000000); commas
   # in tuples and intervals stay: (2,12) \cup (12,102).
   if re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?", s.strip()):
