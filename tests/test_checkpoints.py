@@ -376,6 +376,12 @@ def test_replacing_a_directory_never_loses_the_old_one(tmp_path,
   assert os.listdir(tmp_path) == ["ckpt"]
   with pytest.raises(ValueError, match="gs://bucket/ckpt: a URL"):
     _write_dir("gs://bucket/ckpt", "v3")
+  for kind in ("orbax", "hf", "gemma-flax"):
+    with pytest.raises(ValueError, match=f"{kind}:<dir>: <dir>=gs://b/m: a "
+                       "URL"):
+      checkpoints.save_model(f"{kind}:gs://b/m", models.get_preset(
+          "tiny-llama"), {})
+  assert os.listdir(tmp_path) == ["ckpt"]
 
 
 def test_load_sharded_over_a_mesh(tmp_path):

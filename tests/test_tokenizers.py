@@ -515,3 +515,19 @@ def test_hf_tokenizer_json_backend_gemma(gemma, ref_gemma, tmp_path):
     assert tok.apply_chat_template(msgs) == gemma.apply_chat_template(msgs)
 
 
+
+
+def test_default_system_prompt_is_a_literal_of_the_template_not_its_code():
+  from score_jax.tokenizers.load import default_system_prompt  # pylint: disable=g-import-not-at-top
+  # Only the user's system message: no default (the regex alone took the
+  # template's code for the text).
+  user_only = ("{% if messages[0]['role'] == 'system' %}{{ '<|im_start|>"
+               "system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+               "{% endif %}")
+  assert default_system_prompt(user_only) is None
+  # Qwen's shape: the user's branch first, the literal default after it.
+  qwen = (user_only.replace("{% endif %}", "{% else %}") +
+          "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. "
+          "You are a helpful assistant.<|im_end|>\\n' }}{% endif %}")
+  assert default_system_prompt(qwen) == (
+      "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Optional
 
 import tokenizers
 
@@ -31,6 +32,21 @@ _MARKERS = {"gemma": ("<start_of_turn>", "<end_of_turn>"),
 # it as one string literal.
 _DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>",
                              re.S)
+# Template code, not text: quotes, Jinja delimiters, string concatenation.
+_NOT_LITERAL = re.compile(r"['\"{}+]")
+
+
+def default_system_prompt(template: str) -> Optional[str]:
+  """The system turn a ChatML chat template adds when the messages have
+  none: the first `<|im_start|>system\n...<|im_end|>` whose text is a
+  literal. Templates that add a system turn only from the user's message
+  (`'<|im_start|>system\n' + messages[0]['content'] + ...`) have none."""
+  for match in _DEFAULT_SYSTEM.finditer(template):
+    if not _NOT_LITERAL.search(match.group(1)):
+      return match.group(1).replace("\\n", "\n")
+  return None
+
+
 _BYTE_SPECIALS = {
     "gemma": ("<start_of_turn>", "<end_of_turn>"),
     "chatml": ("<|im_start|>", "<|im_end|>"),
@@ -190,9 +206,7 @@ def _assemble(backend, *, name, bos_id, eos_id, pad_id, add_bos, template,
   sot, eot = marker_ids.get(chat_format, (None, None))
   default_system = None
   if chat_format == "chatml" and template:
-    match = _DEFAULT_SYSTEM.search(template)
-    if match:
-      default_system = match.group(1).replace("\\n", "\n")
+    default_system = default_system_prompt(template)
   return Tokenizer(backend, name=name, bos_id=bos_id, eos_id=eos_id,
                    pad_id=eos_id if pad_id is None else pad_id,
                    chat_format=chat_format, start_of_turn_id=sot,
