@@ -143,8 +143,10 @@ def test_a_dead_grading_worker_is_replaced():
   responses = [r["solution"] for r in records]
   references = [r["answer"] for r in records]
   assert math_reward.grade_many(responses, references, workers=2) == [1.0] * 64
-  pool = math_reward._pool(2)  # pylint: disable=protected-access
-  os.kill(next(iter(pool._processes)), signal.SIGKILL)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  worker = next(iter(math_reward._pool(2)._processes))
+  # pylint: enable=protected-access
+  os.kill(worker, signal.SIGKILL)
   # The next call finds the pool broken, starts a new one and grades.
   assert math_reward.grade_many(responses, references, workers=2) == [1.0] * 64
 

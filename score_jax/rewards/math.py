@@ -33,7 +33,7 @@ _FINAL_ANY = re.compile(r"[Tt]he final answer is:?\s*(.+)")
 
 
 def final_lines(response: str) -> list[str]:
-  """X of every `The final answer is X[.] I hope it is correct`, in order;
+  r"""X of every `The final answer is X[.] I hope it is correct`, in order;
   X never holds another opening (the one nearest the closing counts).
 
   String search, linear in the response: the regex this replaces,
@@ -153,7 +153,8 @@ def normalize_answer(answer: str) -> str:
   s = s.replace("\\%", "").replace("%", "")
   s = s.replace("**", "")  # Markdown bold: **5**
   # A number then words only, a word problem's units: `18 dollars`, `5 eggs`.
-  s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z][A-Za-z ]*$", r"\1", s.strip())
+  s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z][A-Za-z ]*$", r"\1",
+             s.strip())
   # Thousands separators in a number alone (1,000,000 -> 1000000); commas
   # in tuples and intervals stay: (2,12) \cup (12,102).
   if re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?", s.strip()):

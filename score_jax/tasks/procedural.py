@@ -2,8 +2,9 @@
 
 Problems are generated offline and deterministically from the seed; the train
 and test splits use different seeds, and a train (or validation) problem whose
-question is also in the test split is dropped (counted in the log). The answer is read from the strict last
-`Answer: ...` line; the reward is 1.0 only when reasoning-gym scores it 1.0.
+question is also in the test split is dropped (counted in the log). The answer
+is read from the strict last `Answer: ...` line; the reward is 1.0 only when
+reasoning-gym scores it 1.0.
 """
 
 from score_jax.tasks import answer_line
