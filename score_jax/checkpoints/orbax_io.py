@@ -28,6 +28,11 @@ def save_params(directory: str, config: ModelConfig, params: Any,
   """Writes `params` (numpy or jax arrays, possibly sharded) and `config`;
   `tokenizer_spec` (e.g. 'gguf:/path') is recorded for `load_model`."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    # Each process would fill its own temporary folder and wait for the
+    # others' shards there forever.
+    raise ValueError("save_params writes from one process; a multi-process "
+                     "run saves with its trainer's checkpoints")
   directory = os.path.abspath(os.fspath(directory))
   with atomic_dir(directory, overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
