@@ -200,6 +200,24 @@ def test_compare_reports_are_checked_before_the_eval_and_labels_default(
           for line in table.strip().splitlines()[2:]] == ["base", "trained"]
 
 
+def test_a_report_of_another_evaluation_is_not_replaced(tmp_path):
+  settings = {"checkpoint": "preset:tiny-llama", "task": "arithmetic",
+              "split": "test", "protocol": "score", "num_turns": 2,
+              "num_problems": NUM_PROBLEMS}
+  report = tmp_path / "eval" / "r.json"
+  report.parent.mkdir()
+  report.write_text(json.dumps({"metrics": {}, "config": {
+      **settings, "checkpoint": "hf:/other/tiny-llama"}}))
+  with pytest.raises(ValueError, match="r.json holds another evaluation "
+                     r"\(checkpoint 'hf:/other/tiny-llama' there, "
+                     "'preset:tiny-llama' now\\): pass --name"):
+    eval_cmd.run_eval(tiny_config(), "preset:tiny-llama", name="r",
+                      workdir=str(tmp_path), progress=False)
+  report.write_text(json.dumps({"metrics": {}, "config": settings}))
+  eval_cmd.check_report_name(str(tmp_path), "r", settings)  # the same: fine
+  eval_cmd.check_report_name(str(tmp_path), "new", settings)
+
+
 def test_bad_report_name_and_url_workdir_fail_before_the_eval(tmp_path):
   with pytest.raises(ValueError, match="--name='__': a report name needs"):
     eval_cmd.run_eval(tiny_config(), "preset:tiny-llama", name="__",

@@ -303,6 +303,10 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   if not name:
     raise EvalInputError(f"--name={given!r}: a report name needs a letter "
                          "or digit")
+  check_report_name(workdir, name, {
+      "checkpoint": checkpoint, "task": task_obj.name,
+      "split": config.task.eval_split, "protocol": protocol,
+      "num_turns": num_turns, "num_problems": len(problems)})
 
   try:
     model, params, tokenizer, ctx = load_model(config, source)
@@ -354,6 +358,26 @@ def comparison(report_json: str, name: str, compare: Sequence[str],
                          f"{len(compare)} --compare reports (give one per "
                          "report, optionally one more for this run)")
   return reports.compare_runs(runs, labels)
+
+
+def check_report_name(workdir: str, name: str, settings: dict[str, Any]
+                      ) -> None:
+  """A report of another evaluation under the same name is not replaced:
+  names default to protocol, task and the checkpoint's last path part, which
+  two models or two splits can share. The same evaluation again may."""
+  path = pathlib.Path(workdir) / "eval" / f"{name}.json"
+  if not path.is_file():
+    return
+  try:
+    held = json.loads(path.read_text(encoding="utf-8"))["config"]
+  except (OSError, ValueError, KeyError, TypeError):
+    held = {}
+  differs = [f"{key} {held.get(key)!r} there, {value!r} now"
+             for key, value in settings.items() if held.get(key) != value]
+  if differs:
+    raise EvalInputError(
+        f"{path} holds another evaluation ({'; '.join(differs)}): pass "
+        "--name=<another name> to keep both, or remove it")
 
 
 def check_compare(compare: Sequence[str]) -> None:
