@@ -250,7 +250,7 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
     raise ValueError(f"config.step.micro_batches={micro} does not divide "
                      f"the {rows} rows of a step")
   # RL and STaR steps keep each prompt's k samples in one micro-batch.
-  if names - {"sft", "pair_sft"} and (rows // micro) % r.samples_per_prompt:
+  if names & {*RL_STAGES, "star"} and (rows // micro) % r.samples_per_prompt:
     raise ValueError(
         f"config.step.micro_batches={micro}: micro-batches of "
         f"{rows // micro} rows cannot hold whole groups of "

@@ -37,7 +37,6 @@ from score_jax.checkpoints import gguf
 from score_jax.checkpoints import orbax_io
 from score_jax.checkpoints import safetensors_io
 from score_jax.checkpoints.hf import ConversionError
-from score_jax.evaluation.files import local_path
 from score_jax.models.config import ModelConfig
 from score_jax.sharding import ShardingCtx
 
@@ -177,8 +176,6 @@ def save_model(spec: str, config: ModelConfig, params: Any,
   if not sep or not where:
     raise ValueError(f"bad export spec {spec!r}; expected hf:<dir>, "
                      "orbax:<dir> or gemma-flax:<dir>")
-  # Written with local file operations (temp folder + rename): no URLs.
-  local_path(where, f"export destination {kind}:<dir>: <dir>")
   if kind == "hf":
     return safetensors_io.write_hf(where, config, params, overwrite=overwrite)
   if kind == "orbax":

@@ -16,13 +16,14 @@ import shutil
 import tempfile
 from typing import Iterator
 
-from score_jax.evaluation.files import local_path
+from score_jax.evaluation.files import local_path, umask
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
+def destination(directory: str) -> str:
+  """The absolute path `atomic_dir(directory)` writes; a URL is an error
+  (the write is a local temp folder and a rename). Writers that prepare
+  their data first call it to fail before that work."""
+  return os.path.abspath(local_path(directory, "checkpoint directory"))
 
 
 def _put_back_hidden(directory: str) -> None:
@@ -42,7 +43,7 @@ def _put_back_hidden(directory: str) -> None:
 @contextlib.contextmanager
 def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
   """Yields a temporary folder that becomes `directory` on a clean exit."""
-  directory = os.path.abspath(local_path(directory, "checkpoint directory"))
+  directory = destination(directory)
   _put_back_hidden(directory)
   if os.path.exists(directory) and not overwrite:
     raise FileExistsError(f"{directory} exists; pass overwrite=True to "
@@ -51,7 +52,7 @@ def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
   os.makedirs(parent, exist_ok=True)
   name = os.path.basename(directory)
   tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-  os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+  os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private
   try:
     yield tmp
     if os.path.exists(directory):

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from score_jax.checkpoints._atomic import atomic_dir
+from score_jax.checkpoints._atomic import atomic_dir, destination
 from score_jax.checkpoints._families import family_config
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
@@ -210,7 +210,7 @@ def write_gemma_flax(directory: str, config: ModelConfig, params: Any,
                      overwrite: bool = False) -> str:
   """Writes the Gemma Flax layout with Orbax (temp folder, then rename)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(os.fspath(directory))
+  directory = destination(directory)
   tree = params_to_gemma(params, config)
   with atomic_dir(directory, overwrite) as tmp:
     # Orbax wants to create its own folder: save into one inside tmp.

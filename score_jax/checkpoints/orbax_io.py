@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import jax
 
-from score_jax.checkpoints._atomic import atomic_dir
+from score_jax.checkpoints._atomic import atomic_dir, destination
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 
@@ -33,7 +33,7 @@ def save_params(directory: str, config: ModelConfig, params: Any,
     # others' shards there forever.
     raise ValueError("save_params writes from one process; a multi-process "
                      "run saves with its trainer's checkpoints")
-  directory = os.path.abspath(os.fspath(directory))
+  directory = destination(directory)
   with atomic_dir(directory, overwrite) as tmp:
     with ocp.StandardCheckpointer() as ckptr:
       ckptr.save(os.path.join(tmp, "params"), params)

@@ -17,7 +17,7 @@ import ml_dtypes
 import numpy as np
 
 from score_jax.checkpoints import hf
-from score_jax.checkpoints._atomic import atomic_dir
+from score_jax.checkpoints._atomic import atomic_dir, destination
 from score_jax.checkpoints.hf import ConversionError
 from score_jax.models.config import ModelConfig
 
@@ -133,7 +133,7 @@ def write_hf(directory: str, config: ModelConfig, params: Any,
              dtype: Any = np.float32) -> str:
   """Writes an HF directory that `AutoModelForCausalLM.from_pretrained`
   loads; shards above `max_shard_bytes` with an index. Atomic (temp+rename)."""
-  directory = os.path.abspath(os.fspath(directory))
+  directory = destination(directory)
   if os.path.exists(directory) and not overwrite:  # before converting
     raise FileExistsError(f"{directory} exists; pass overwrite=True")
   tensors = {k: np.asarray(v).astype(dtype)

@@ -38,7 +38,8 @@ def local_path(path: PathLike, what: str) -> str:
   return path
 
 
-def _umask() -> int:
+def umask() -> int:
+  """The process's umask (reading it means setting it: set back at once)."""
   mask = os.umask(0)
   os.umask(mask)
   return mask
@@ -55,7 +56,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private
     os.replace(tmp, path)
   except BaseException:
     try:
