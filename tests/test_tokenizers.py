@@ -359,6 +359,28 @@ def test_synthetic_sentencepiece_gguf_with_space_prefix(tmp_path):
     load_tokenizer(f"gguf:{bad}")
 
 
+@pytest.mark.parametrize("pre, ids", [("gpt2", [1, 4]), ("smollm", [1, 4]),
+                                      ("llama-bpe", [5]), ("llama3", [5])])
+def test_llama3_vocabularies_look_words_up_before_merging(tmp_path, pre, ids):
+  """'abc' is a token no merge builds: Llama 3's pre-tokenizers take it
+  whole (llama.cpp's ignore_merges), the others merge 'b c' only."""
+  path = tmp_path / f"{pre}.gguf"
+  writer = gguf.GGUFWriter(str(path), "llama")
+  writer.add_tokenizer_model("gpt2")
+  writer.add_tokenizer_pre(pre)
+  writer.add_token_list(["<|end|>", "a", "b", "c", "bc", "abc"])
+  writer.add_token_types([3, 1, 1, 1, 1, 1])
+  writer.add_token_merges(["b c"])
+  writer.add_eos_token_id(0)
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+  tok = load_tokenizer(f"gguf:{path}")
+  assert tok.encode("abc") == ids
+  assert tok.decode(ids) == "abc"
+
+
 def test_gguf_without_tokenizer(tmp_path):
   path = tmp_path / "weights_only.gguf"
   _write_gguf(path)

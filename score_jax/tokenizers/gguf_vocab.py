@@ -40,6 +40,10 @@ _PRE_SPLITS = {
     **{name: (_LLAMA3_SPLIT,) for name in ("llama3", "llama-bpe", "llama-v3",
                                            "falcon3", "smaug-bpe")},
 }
+# Pre-tokenizers whose words are looked up whole in the vocabulary before any
+# merge (llama.cpp's `ignore_merges`, Llama 3's tokenizer.json): a word that
+# is a token stays one token even where the merges would not build it.
+_IGNORE_MERGES = ("llama3", "llama-bpe", "llama-v3", "falcon3")
 
 
 def gguf_backend(meta: dict[str, Any], path: str):
@@ -90,7 +94,8 @@ def _byte_level_bpe(meta: dict[str, Any], path: str) -> HFBackend:
       raise ValueError(f"{path}: merge {i} is {m!r}, expected 'left right'")
     pairs.append((a, b))
   model = tokenizers.models.BPE(
-      vocab={t: i for i, t in enumerate(tokens)}, merges=pairs)
+      vocab={t: i for i, t in enumerate(tokens)}, merges=pairs,
+      ignore_merges=pre in _IGNORE_MERGES)
   tk = tokenizers.Tokenizer(model)
   tk.pre_tokenizer = pre_tokenizers.Sequence(
       [pre_tokenizers.Split(tokenizers.Regex(r), behavior="isolated")
