@@ -5,6 +5,8 @@ shorter than the sequence, QK-norm, local/global RoPE bases, linear and
 Llama-3 RoPE scaling, tied and untied output.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,3 +91,46 @@ def test_missing_and_misshapen_tensors_are_named():
 def test_unknown_architecture_is_named():
   with pytest.raises(hf.ConversionError, match="'bert'"):
     hf.config_from_hf({"model_type": "bert"})
+
+
+def test_multimodal_gemma3_checkpoint_loads_its_language_model(tmp_path):
+  """A Gemma3ForConditionalGeneration directory (gemma-3-4b-it's layout):
+  the text weights under the language model's prefix beside a vision tower,
+  and a `text_config` saved, as the Hub's are, as a diff from transformers'
+  defaults (no heads, RoPE bases or query scale)."""
+  from score_jax.checkpoints import safetensors_io
+  text = dict(vocab_size=300, hidden_size=64, intermediate_size=128,
+              num_hidden_layers=7, head_dim=16, sliding_window=4,
+              rope_scaling={"rope_type": "linear", "factor": 8.0})
+  vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                num_attention_heads=2, image_size=28, patch_size=14)
+  hf_config = transformers.Gemma3Config(text_config=text,
+                                        vision_config=vision,
+                                        mm_tokens_per_image=4)
+  torch.manual_seed(0)
+  model = transformers.Gemma3ForConditionalGeneration._from_config(
+      hf_config, attn_implementation="eager", dtype=torch.float32)
+  with torch.no_grad():
+    for p in model.parameters():
+      p.normal_(0.0, 0.2)
+  model.eval().save_pretrained(tmp_path)
+  with open(tmp_path / "config.json") as f:
+    saved = json.load(f)
+  saved["text_config"] = dict(text, model_type="gemma3_text")
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+
+  config, params = safetensors_io.read_hf(str(tmp_path))
+  pattern = tuple(config.layer_types())
+  assert (config.num_heads, config.num_kv_heads, pattern) == (
+      8, 4, ("local",) * 5 + ("global", "local"))
+  assert (config.rope_base, config.rope_local_base, config.rope_scale) == (
+      1e6, 1e4, 8.0)
+  tokens = np.random.default_rng(0).integers(0, 262, (2, 12))
+  with torch.no_grad():
+    want = model(input_ids=torch.tensor(tokens)).logits.numpy()
+  mask = jnp.ones(tokens.shape, bool)
+  got, _ = models.Transformer(config).apply(
+      {"params": params}, jnp.asarray(tokens),
+      models.positions_from_mask(mask), mask)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=0)

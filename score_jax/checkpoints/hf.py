@@ -29,6 +29,36 @@ _ARCHITECTURES = {
 }
 
 
+# What transformers' Gemma3TextConfig assumes for a field config.json leaves
+# out. Gemma 3's multimodal checkpoints (Gemma3ForConditionalGeneration,
+# e.g. gemma-3-4b-it) save their `text_config` as a diff from these
+# defaults, without heads, head_dim, vocab_size or RoPE bases.
+_GEMMA3_TEXT_DEFAULTS = {
+    "vocab_size": 262_208,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1_000_000.0,
+    "rope_local_base_freq": 10_000.0,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 4096,
+    "final_logit_softcapping": None,
+    "attn_logit_softcapping": None,
+    "tie_word_embeddings": True,
+}
+# The text model's tensors inside a multimodal Gemma 3 checkpoint, under
+# the names a causal LM gives them: files saved by transformers < 4.52 and
+# >= 5 use the first two prefixes, a 4.52-4.57 state_dict the third.
+_TEXT_PREFIXES = (("language_model.model.", "model."),
+                  ("language_model.lm_head.", "lm_head."),
+                  ("model.language_model.", "model."))
+
+
 class ConversionError(ValueError):
   """A checkpoint does not match the layout or config it is read with."""
 
@@ -52,8 +82,10 @@ def _rope_params(d: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def config_from_hf(d: Mapping[str, Any], **overrides) -> ModelConfig:
   """ModelConfig from an HF `config.json` dict (Llama, Gemma 1/2/3 text)."""
   if "text_config" in d and d.get("model_type") == "gemma3":
-    d = d["text_config"]
+    d = dict(d["text_config"], model_type="gemma3_text")
   model_type = d.get("model_type")
+  if model_type == "gemma3_text":
+    d = {**_GEMMA3_TEXT_DEFAULTS, **d}
   family = _MODEL_TYPES.get(model_type)
   if family is None:
     raise ConversionError(
@@ -86,7 +118,8 @@ def config_from_hf(d: Mapping[str, Any], **overrides) -> ModelConfig:
   elif family == "gemma2":
     pattern = ("local", "global")
   elif family == "gemma3":
-    pattern = ("local",) * 5 + ("global",)
+    every = d.get("sliding_window_pattern") or d.get("_sliding_window_pattern")
+    pattern = ("local",) * ((every or 6) - 1) + ("global",)
   else:
     pattern = ("global",)
   gemma = family != "llama"
@@ -204,11 +237,31 @@ def _take(tensors: Mapping[str, Any], name: str, shape: tuple[int, ...],
   return x
 
 
+def text_tensors(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
+  """The causal LM's tensors: a multimodal Gemma 3 checkpoint's language
+  model under the names Gemma3ForCausalLM gives them (its vision tower and
+  projector left out); any other checkpoint as it is."""
+  for old, _ in _TEXT_PREFIXES:
+    if any(name.startswith(old) for name in tensors):
+      break
+  else:
+    return tensors
+  out = {}
+  for name, x in tensors.items():
+    for old, new in _TEXT_PREFIXES:
+      if name.startswith(old):
+        out[new + name[len(old):]] = x
+  return out
+
+
 def params_from_hf(tensors: Mapping[str, Any], config: ModelConfig,
                    source: str = "HF state_dict",
                    dtype: Optional[Any] = None) -> dict[str, Any]:
-  """Our param tree from HF tensors (numpy-convertible), checking shapes."""
+  """Our param tree from HF tensors (numpy-convertible), checking shapes.
+  A multimodal Gemma 3 checkpoint gives its language model
+  (`text_tensors`)."""
   c = config
+  tensors = text_tensors(tensors)
   D, F, H, K, Dh, V = (c.embed_dim, c.hidden_dim, c.num_heads,
                        c.num_kv_heads, c.head_dim, c.vocab_size)
   dtype = np.dtype(dtype or c.param_dtype)
