@@ -261,9 +261,11 @@ def is_main_process() -> bool:
 def _allgather_rows(names: list[str], row: np.ndarray) -> np.ndarray:
   """float64[P, N]: every process's `row` (float64[N]), in process order.
 
-  A collective: checks first that all processes pass the same `names`.
-  Values travel as two float32 (value and rounding residual: about 48
-  significant bits), as collectives run without 64-bit types by default.
+  A collective: checks first, in a gather of its own (fixed shape), that
+  all processes pass the same `names`; rows of different lengths cannot be
+  gathered. Values travel as two float32 (value and rounding residual:
+  about 48 significant bits), as collectives run without 64-bit types by
+  default.
   """
   row = np.asarray(row, np.float64)
   if jax.process_count() == 1:
@@ -271,14 +273,14 @@ def _allgather_rows(names: list[str], row: np.ndarray) -> np.ndarray:
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   key = np.asarray([len(names), zlib.crc32("\0".join(names).encode())],
                    np.uint32)
-  high = row.astype(np.float32)
-  with np.errstate(invalid="ignore"):  # inf - inf: the residual of inf
-    low = np.nan_to_num((row - high).astype(np.float32), nan=0.0)
-  keys, highs, lows = multihost_utils.process_allgather((key, high, low))
-  keys = np.asarray(keys)
+  keys = np.asarray(multihost_utils.process_allgather(key))
   if not (keys == keys[0]).all():
     raise ValueError(f"processes passed different metric names (this "
                      f"process {jax.process_index()}: {names})")
+  high = row.astype(np.float32)
+  with np.errstate(invalid="ignore"):  # inf - inf: the residual of inf
+    low = np.nan_to_num((row - high).astype(np.float32), nan=0.0)
+  highs, lows = multihost_utils.process_allgather((high, low))
   return np.asarray(highs, np.float64) + np.asarray(lows, np.float64)
 
 

@@ -190,11 +190,15 @@ def _worker(port: int, process_id: int) -> None:
                 out_shardings=NamedSharding(mesh, P()))(x)
 
   metrics = {"loss": process_id + 1.0, "acc": 0.5 * process_id}
-  try:
-    distributed.mean_metrics({"loss": 1.0, f"only_{process_id}": 1.0})
-    mismatch = None
-  except ValueError as e:
-    mismatch = str(e)
+  mismatch = []
+  # Other names, then another number of names (rows of unequal length).
+  for names in ({"loss": 1.0, f"only_{process_id}": 1.0},
+                {"loss": 1.0, **({"extra": 2.0} if process_id else {})}):
+    try:
+      distributed.mean_metrics(names)
+      mismatch.append(None)
+    except ValueError as e:
+      mismatch.append(str(e))
   print(json.dumps({
       "multihost": _multihost_helpers(process_id, mesh, spec, x),
       "plan": [p.source, p.num_processes, p.process_id],
@@ -307,7 +311,8 @@ def test_two_processes_on_loopback():
     assert out["main"] == (i == 0)
     assert out["mean"] == {"acc": 0.25, "loss": 1.5}
     assert out["weighted"] == pytest.approx({"acc": 1 / 3, "loss": 5 / 3})
-    assert "processes passed different metric names" in out["mismatch"]
+    for message in out["mismatch"]:
+      assert "processes passed different metric names" in message
     assert out["gathered"] == {"rows": [10.0, 10.0], "solved": [3.0, 4.0]}
     _check_multihost_helpers(i, out["multihost"], full)
 
