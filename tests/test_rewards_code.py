@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sys
 import time
 import uuid
 
@@ -258,6 +259,45 @@ def test_basic_isolation_guard_blocks_files_and_sockets():
                        "assert open('inside.txt').read() == 'x'", "",
                        isolation="basic")
   assert r.passed, r
+
+
+def test_basic_isolation_kills_what_left_the_process_group(monkeypatch):
+  """Without a pid namespace a grandchild that called setsid() escapes the
+  process-group kill; as root the host kills every process of the slot's
+  uid instead."""
+  if os.geteuid() != 0:
+    pytest.skip("per-program uids (and so this clean-up) need a root host")
+  # The uid is dropped (and processes allowed) only where every user can
+  # read the interpreter's standard library: a system Python, not pyenv's
+  # under /root.
+  system = "/usr/bin/python3"
+  if not os.path.exists(system):
+    pytest.skip(f"needs a system interpreter at {system}")
+  monkeypatch.setattr(sys, "executable", system)
+  program = ("import os, time\n"
+             "if os.fork() == 0:\n"
+             "  os.setsid()\n"
+             "  if os.fork() == 0:\n"
+             "    print('stray', os.getpid(), flush=True)\n"
+             "    os.closerange(0, 1024)\n"
+             "    time.sleep(10**6)\n"
+             "  os._exit(0)\n"
+             "os.wait()\n")
+  r = code.run_program(program, "", isolation="basic", timeout_s=5.0)
+  assert r.passed, r
+  stray = int(r.output.split()[1])
+  deadline = time.monotonic() + 5
+  alive = True
+  while alive and time.monotonic() < deadline:
+    try:
+      with open(f"/proc/{stray}/stat") as f:
+        alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+      alive = False
+    time.sleep(0.05)
+  if alive:
+    os.kill(stray, 9)
+  assert not alive, f"pid {stray} outlived its sandbox"
 
 
 def test_run_many_is_parallel_and_ordered():

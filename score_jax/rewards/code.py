@@ -203,6 +203,8 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
   finally:
     if proc is not None:
       _kill_group(proc)
+    if uid is not None:
+      _kill_uid(uid)
     for fd in (status_r, status_w):
       if fd is not None:
         os.close(fd)
@@ -270,6 +272,43 @@ def _kill_group(proc):
     os.killpg(proc.pid, signal.SIGKILL)
   except (ProcessLookupError, PermissionError):
     pass
+
+
+def _kill_uid(uid: int) -> None:
+  """SIGKILLs every live process of a slot's uid (the host is root): a
+  program's descendant that left its process group (`setsid()`) survives
+  `_kill_group`. Under full isolation the pid namespace has killed it
+  already; without one ('basic', or a kernel that refuses namespaces)
+  nothing else would. Repeats until none is left (the program cannot fork
+  faster than it is killed for long: RLIMIT_NPROC bounds it)."""
+  for _ in range(100):
+    pids = _live_pids(uid)
+    if not pids:
+      return
+    for pid in pids:
+      try:
+        os.kill(pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+
+
+def _live_pids(uid: int) -> list[int]:
+  """Processes of `uid` that are not zombies (a killed orphan stays a zombie
+  until init reaps it, and some container inits never do)."""
+  pids = []
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      if os.stat(f"/proc/{name}").st_uid != uid:
+        continue
+      with open(f"/proc/{name}/stat", "rb") as f:
+        stat = f.read()
+    except OSError:
+      continue  # It ended meanwhile.
+    if stat[stat.rindex(b")") + 2:][:1] != b"Z":
+      pids.append(int(name))
+  return pids
 
 
 def _find_record(status: bytes, nonce: str) -> Optional[dict]:
