@@ -226,11 +226,11 @@ def kv_cache_bytes(config: models.ModelConfig, rows: int, seq: int,
 def decode_state_bytes(config: models.ModelConfig, rows: int, seq: int,
                        mesh: MeshSpec, rules: sharding_lib.Rules) -> int:
   """The sampler's state next to the cache (sampling/decode.py init_state):
-  tokens, turn ids, log-probs [B, S], next position and done flags [B], and
-  the last logits float32[B, V]."""
+  tokens, turn ids, log-probs [B, S], next position, last token and done
+  flags [B], and the last logits float32[B, V]."""
   row = ("batch", "cache_length")
   return (3 * shard_bytes(row, (rows, seq), jnp.int32, mesh, rules) +
-          shard_bytes(("batch",), (rows,), jnp.int32, mesh, rules) +
+          2 * shard_bytes(("batch",), (rows,), jnp.int32, mesh, rules) +
           shard_bytes(("batch",), (rows,), bool, mesh, rules) +
           shard_bytes(("batch", None), (rows, config.vocab_size),
                       jnp.float32, mesh, rules))

@@ -1,5 +1,6 @@
 """The sampler and the multi-turn rollout on tiny presets (CPU, float32)."""
 
+import collections
 import functools
 import re
 
@@ -189,10 +190,12 @@ def test_rollout_invariants_when_sampling_with_many_stops():
 def test_next_turn_input_is_the_exact_ids_in_order():
   config = models.get_preset("tiny-gemma3")
   params = models.init_params(config, jax.random.key(0))
-  stops, eot = list(range(0, 256, 13)), 250
+  # end_of_turn is one stop id among others, as Gemma's is beside <eos>.
+  stops, eot = list(range(0, 256, 13)), 26
   followups = [[3, 4, 5], [6, 7]]
+  k = 16
   r = sampling.rollout(config, params, PROMPTS, followup_ids=followups,
-                       num_turns=3, samples_per_prompt=4,
+                       num_turns=3, samples_per_prompt=k,
                        max_new_tokens=[8, 6, 5], stop_ids=stops,
                        rng=jax.random.key(6), pad_id=1, end_of_turn_id=eot,
                        sampling=sampling.SamplingConfig(temperature=1.0))
@@ -200,17 +203,22 @@ def test_next_turn_input_is_the_exact_ids_in_order():
   assert r.tokens.shape[1] == sampling.layout_length(
       sampling.bucket_length(max(map(len, PROMPTS))), [8, 6, 5], [3, 2],
       end_of_turn=True)
-  stopped = np.asarray(r.stopped)
-  assert stopped[:2].any() and not stopped[:2].all()  # both paths are seen
-  for row in range(12):
-    expected = list(PROMPTS[row // 4])
+  endings = collections.Counter()
+  for row in range(len(PROMPTS) * k):
+    expected = list(PROMPTS[row // k])
     for t in range(3):
-      expected += _turn_ids(r, t, row)
+      turn = _turn_ids(r, t, row)
+      expected += turn
       if t < 2:
-        # A turn cut by its budget is closed with end_of_turn_id, which no
-        # turn mask covers.
-        expected += ([] if stopped[t, row] else [eot]) + followups[t]
+        # Every model turn is closed by exactly one end_of_turn: its own
+        # stop token, else one the sampler adds (no turn mask covers it)
+        # after a turn cut by its budget or ended by another stop id.
+        ending = ("end_of_turn" if turn[-1] == eot else
+                  "other stop" if bool(r.stopped[t, row]) else "budget")
+        endings[ending] += 1
+        expected += ([] if ending == "end_of_turn" else [eot]) + followups[t]
     assert _valid_ids(r, row) == expected
+  assert set(endings) == {"end_of_turn", "other stop", "budget"}, endings
 
 
 def test_logprobs_equal_one_training_forward_over_the_rollout(model):

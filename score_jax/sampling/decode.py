@@ -11,6 +11,8 @@ built (cache slot s is column s of the rollout's tokens):
   next_pos     int32[B]      position of the row's next token
   last_logits  float32[B, V] distribution of the row's next token
   done         bool[B]       the row stopped in the current turn
+  last_token   int32[B]      the row's last sampled token in the current
+                             turn (pad_id before its first)
 
 The cache's `valid` is the rollout's valid mask, its `pos` the positions.
 Each function takes the state donated and returns the new one, so XLA updates
@@ -56,6 +58,7 @@ _ROW_AXES = {
     "next_pos": ("batch",),
     "last_logits": ("batch", None),
     "done": ("batch",),
+    "last_token": ("batch",),
 }
 
 
@@ -99,6 +102,7 @@ def init_state(config: ModelConfig, batch: int, length: int, pad_id: int,
       "next_pos": jnp.zeros((batch,), jnp.int32),
       "last_logits": jnp.zeros((batch, config.vocab_size), jnp.float32),
       "done": jnp.zeros((batch,), bool),
+      "last_token": jnp.full((batch,), pad_id, jnp.int32),
   }
   return _constrain_state(state, ctx)
 
@@ -161,8 +165,10 @@ def append_followup(params: Any, layers: Layers, state: State,
   """Prefills the between-turns block after a turn: followup int32[F].
 
   With end_of_turn_id, the block is [end_of_turn_id, followup...] and its
-  first slot is valid only on rows that hit the budget (state['done'] False),
-  so every conversation is closed; rows that stopped leave a gap there.
+  first slot is valid only on rows whose turn did not end with
+  end_of_turn_id (cut by the budget, or stopped on another stop id such as
+  Gemma's <eos>), so every model turn is closed by exactly one
+  end_of_turn_id; rows whose turn ended with it leave a gap there.
   """
   batch = state["tokens"].shape[0]
   block = jnp.broadcast_to(followup.astype(jnp.int32), (batch,) +
@@ -171,7 +177,8 @@ def append_followup(params: Any, layers: Layers, state: State,
   if end_of_turn_id is not None:
     eot = jnp.full((batch, 1), end_of_turn_id, jnp.int32)
     block = jnp.concatenate([eot, block], axis=1)
-    mask = jnp.concatenate([~state["done"][:, None], mask], axis=1)
+    open_turn = state["last_token"] != end_of_turn_id
+    mask = jnp.concatenate([open_turn[:, None], mask], axis=1)
   return _prefill(params, layers, state, block, mask, config, pad_id, ctx)
 
 
@@ -198,7 +205,8 @@ def decode(params: Any, layers: Layers, state: State, turn: Array,
   model = _model(config, ctx)
   stops = jnp.asarray(stop_ids, jnp.int32)
   start = state["cache"]["index"]
-  state = dict(state, done=jnp.zeros_like(state["done"]))
+  state = dict(state, done=jnp.zeros_like(state["done"]),
+               last_token=jnp.full_like(state["last_token"], pad_id))
 
   def cond(carry):
     state, step = carry
@@ -227,6 +235,7 @@ def decode(params: Any, layers: Layers, state: State, turn: Array,
         "next_pos": state["next_pos"] + live.astype(jnp.int32),
         "last_logits": logits[:, 0],
         "done": state["done"] | stopped,
+        "last_token": jnp.where(live, token, state["last_token"]),
     }
     return _constrain_state(state, ctx), step + 1
 

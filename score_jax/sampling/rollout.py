@@ -5,7 +5,8 @@ Each row of a rollout is one sequence laid out slot for slot as
   [left pad | x | y1 (budget_1 slots) | eot? followup_1 | y2 (budget_2) | ...]
 
 where a turn's slots after its stop token stay invalid (gaps) and the `eot?`
-slot holds end_of_turn_id only on rows whose turn hit the budget. The KV cache
+slot holds end_of_turn_id only on rows whose turn did not end with it (it hit
+the budget, or stopped on another stop id). The KV cache
 uses the same slots, so turn t+1 is prefilled by appending its followup block
 to the turn-t cache: the input of turn t+1 is exactly x ⊕ y1 ⊕ ... ⊕ y_t ⊕
 followup as token ids, never re-tokenised text. Attention follows positions

@@ -137,8 +137,9 @@ class Tokenizer:
     """Ids that follow a model turn which ended WITH its end-of-turn token:
     the rest of that turn ('\\n'), a user turn with `instruction`, and the
     generation prompt. For 'plain': '\\n\\n' + instruction + '\\n\\n'.
-    A turn cut off by the length budget has no end-of-turn token: append
-    [end_of_turn_id] to it before these ids."""
+    A turn that did not end with its end-of-turn token (cut off by the
+    length budget, or ended by another stop id such as Gemma's <eos>): append
+    [end_of_turn_id] to it before these ids, as the sampler does."""
     if self.chat_format == "plain":
       return self.encode("\n\n" + instruction + "\n\n")
     return (self.encode("\n") + self.turn_ids("user", instruction)
