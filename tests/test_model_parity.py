@@ -126,6 +126,9 @@ def test_multimodal_gemma3_checkpoint_loads_its_language_model(tmp_path):
       8, 4, ("local",) * 5 + ("global", "local"))
   assert (config.rope_base, config.rope_local_base, config.rope_scale) == (
       1e6, 1e4, 8.0)
+  live = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+  jax.tree.map(np.testing.assert_array_equal, params,
+               hf.params_from_hf(live, config))  # model.language_model.*
   tokens = np.random.default_rng(0).integers(0, 262, (2, 12))
   with torch.no_grad():
     want = model(input_ids=torch.tensor(tokens)).logits.numpy()

@@ -52,8 +52,9 @@ _GEMMA3_TEXT_DEFAULTS = {
     "tie_word_embeddings": True,
 }
 # The text model's tensors inside a multimodal Gemma 3 checkpoint, under
-# the names a causal LM gives them: files saved by transformers < 4.52 and
-# >= 5 use the first two prefixes, a 4.52-4.57 state_dict the third.
+# the names a causal LM gives them: saved files (the Hub's, and what
+# transformers writes) use the first two prefixes; a live state_dict of
+# transformers >= 4.52 the third, beside a top-level lm_head.
 _TEXT_PREFIXES = (("language_model.model.", "model."),
                   ("language_model.lm_head.", "lm_head."),
                   ("model.language_model.", "model."))
@@ -241,13 +242,13 @@ def text_tensors(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
   """The causal LM's tensors: a multimodal Gemma 3 checkpoint's language
   model under the names Gemma3ForCausalLM gives them (its vision tower and
   projector left out); any other checkpoint as it is."""
-  for old, _ in _TEXT_PREFIXES:
-    if any(name.startswith(old) for name in tensors):
-      break
-  else:
+  prefixes = tuple(old for old, _ in _TEXT_PREFIXES)
+  if not any(name.startswith(prefixes) for name in tensors):
     return tensors
   out = {}
   for name, x in tensors.items():
+    if name.startswith("lm_head."):
+      out[name] = x
     for old, new in _TEXT_PREFIXES:
       if name.startswith(old):
         out[new + name[len(old):]] = x
