@@ -303,10 +303,11 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   if not name:
     raise EvalInputError(f"--name={given!r}: a report name needs a letter "
                          "or digit")
-  check_report_name(workdir, name, {
-      "checkpoint": checkpoint, "task": task_obj.name,
-      "split": config.task.eval_split, "protocol": protocol,
-      "num_turns": num_turns, "num_problems": len(problems)})
+  evaluation = {"checkpoint": checkpoint, "task": task_obj.name,
+                "split": config.task.eval_split, "protocol": protocol,
+                "num_turns": num_turns}
+  check_report_name(workdir, name,
+                    {**evaluation, "num_problems": len(problems)})
 
   try:
     model, params, tokenizer, ctx = load_model(config, source)
@@ -322,10 +323,9 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
         batch_size=min(config.eval.batch_size, len(problems)), ctx=ctx,
         instructions=instructions, progress=bar)
 
+  # Keys in the report's order: checkpoint, step, model_spec, task, ...
   info = {"checkpoint": checkpoint, "step": source.step,
-          "model_spec": config.model.spec, "task": task_obj.name,
-          "split": config.task.eval_split, "protocol": protocol,
-          "num_turns": num_turns}
+          "model_spec": config.model.spec, **evaluation}
   if protocol == "self_refine":
     info["graded_turns"] = [1, num_turns]  # t1 = first, t2 = final answer
     info["instructions"] = instructions
