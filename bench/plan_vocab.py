@@ -1,17 +1,19 @@
 """What a larger vocabulary costs the train step, planner vs XLA.
 
-`score-jax plan` counts the vocabulary in the sharded gradients and in the
-logits chunk. This compiles the real sharded Stage I step (as `plan --check`
-does) for tiny-llama widened to D=256 at two vocabulary sizes, on several
-meshes of 8 simulated CPU devices, and prints how much the per-device
-temporaries grow per element of the V x D table, for XLA and for the plan:
+`score-jax plan` counts the vocabulary tables in the sharded gradients, in
+the logits chunk and in the chunk's gradient of the output layer. This
+compiles the real sharded Stage I step (as `plan --check` does) for
+tiny-llama widened to D=256 at two vocabulary sizes, on several meshes of 8
+simulated CPU devices, and prints how much the per-device temporaries grow
+per element of the V x D table, for XLA and for the plan:
 
   python bench/plan_vocab.py              # 4 meshes, ~5 minutes on 2 cores
   python bench/plan_vocab.py --mesh=1,8,1
 
-A larger XLA number is memory the plan does not show: whole (unsharded)
-copies of the output layer and the embedding table, their gradients before
-they are reduced. docs/SCALING.md gives the numbers measured.
+A larger XLA number is memory the plan does not show, such as a whole
+(unsharded) copy of a table or of its gradient; with the vocabulary-parallel
+tables (score_jax/sharding.py) a sharded mesh makes none. docs/SCALING.md
+gives the numbers measured before and after.
 """
 
 import argparse

@@ -309,7 +309,10 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   * gathered: one layer's weights gathered over the FSDP axis, and their
     gradient before it is reduce-scattered;
   * logits: one chunk's float32 [b, C, V] logits, log-probs and probs of the
-    policy, the reference's logits and log-probs, and the cotangent (six);
+    policy, the reference's logits and log-probs, and the cotangent (six),
+    split as the vocabulary-parallel loss splits them
+    (`sharding.vocab_rows`: the rows over 'data' only, the vocabulary over
+    'tensor' and 'fsdp', where the vocabulary size allows);
   * layer: one layer's working set in its backward pass. The two largest
     residuals (attention scores and probabilities, [b, K, G, L, L] float32
     each) get cotangents of their size; under a remat policy the layer is
@@ -328,7 +331,10 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
   layer = pair if config.remat_policy == "none" else 2 * pair
   dt = jnp.dtype(config.dtype).itemsize
   chunk = workload.logits_chunk or max(L - 1, 1)
-  vocab = shard_shape(("act_vocab",), (config.vocab_size,), mesh, rules)[0]
+  vocab_rows = sharding_lib.vocab_rows(config.vocab_size, mesh.abstract(),
+                                       rules)
+  logits = shard_shape((vocab_rows, "length", "act_vocab"),
+                       (rows, chunk, config.vocab_size), mesh, rules)
   # Weights of one layer as the FSDP all-gather leaves them: whole over
   # 'fsdp' (and 'data'), still split over 'tensor'.
   unsharded_fsdp = dataclasses.replace(mesh, shape=(1, 1, mesh.shape[2]))
@@ -338,9 +344,31 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
       "saved": config.num_layers * per_layer + outside,
       "hidden": 3 * b * L * config.embed_dim * dt,
       "gathered": gathered,
-      "logits": 6 * b * chunk * vocab * 4,
+      "logits": (6 * math.prod(logits) * 4 +
+                 _output_layer_work(config, mesh, rules, vocab_rows,
+                                    logits[0] < rows)),
       "layer": layer,
   }
+
+
+def _output_layer_work(config: models.ModelConfig, mesh: MeshSpec,
+                       rules: sharding_lib.Rules, vocab_rows: str,
+                       rows_split: bool) -> int:
+  """What the output layer adds to one logits chunk's working set, beyond
+  the gradient buffer `grads` counts (which accumulates the chunks).
+  Vocabulary-parallel, each chunk's gradient of a device's own rows of the
+  table is one buffer of the table's shard size; where the batch rows are
+  split (over 'data') it is a partial sum, all-reduced into a second. Where
+  the vocabulary size rules that out (`sharding.vocab_rows` gives 'batch'),
+  the table is gathered over 'fsdp' for each chunk and its gradient made at
+  that size before it is reduced, as for a layer's weights ('gathered')."""
+  shape, names = (config.vocab_size, config.embed_dim), ("vocab", "vocab_embed")
+  if vocab_rows == "batch" and mesh.shape[1] > 1:
+    unsharded_fsdp = dataclasses.replace(mesh, shape=(1, 1, mesh.shape[2]))
+    return 2 * shard_bytes(names, shape, config.param_dtype, unsharded_fsdp,
+                           rules)
+  return ((1 + rows_split) *
+          shard_bytes(names, shape, config.param_dtype, mesh, rules))
 
 
 def activation_total(activations: dict[str, int]) -> int:

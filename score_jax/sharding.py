@@ -3,8 +3,9 @@
 Every parameter and main activation carries logical axis names ('embed',
 'heads', 'batch', ...). One rules table maps each logical name to mesh axes of
 the mesh ('data', 'fsdp', 'tensor'). A mesh axis is used for a dimension only if
-it divides that dimension and is not already used by an earlier dimension of
-the same array, so e.g. a single KV head (MQA) is replicated, not an error.
+it divides that dimension and is not already taken by another dimension of the
+same array whose rule comes first in the table (the order of precedence, as in
+flax's rules), so e.g. a single KV head (MQA) is replicated, not an error.
 """
 
 from __future__ import annotations
@@ -25,13 +26,22 @@ MeshAxes = Union[None, str, tuple[str, ...]]
 Rules = tuple[tuple[str, MeshAxes], ...]
 
 # Logical name -> mesh axes. Parameters: FSDP over 'embed', tensor parallel
-# over heads / MLP / vocab. Activations: batch over the data axes, the
-# per-head and MLP dimensions over 'tensor'. The config carries a copy of this
-# table (`config.sharding.rules`) that users may edit.
+# over heads / MLP. Activations: batch over the data axes, the per-head and
+# MLP dimensions over 'tensor'. The config carries a copy of this table
+# (`config.sharding.rules`) that users may edit.
+#
+# The vocabulary tables are vocabulary-parallel: split by rows over 'tensor'
+# and 'fsdp', each row whole ('vocab_embed' takes 'fsdp' only where the
+# vocabulary size does not divide by it). The embedding lookup and the
+# training logits (`Transformer.logits(..., vocab_parallel=True)`) work on a
+# device's own rows of the table, for all the batch rows of its 'data' shard
+# ('act_vocab_rows'), so no device holds a whole V x D table or a whole
+# gradient of one (docs/SCALING.md).
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
-    ("vocab", "tensor"),
+    ("vocab", ("tensor", "fsdp")),
     ("embed", "fsdp"),
+    ("vocab_embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("kv_heads", "tensor"),
@@ -44,7 +54,8 @@ DEFAULT_RULES: Rules = (
     ("act_heads", "tensor"),
     ("act_kv_heads", "tensor"),
     ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
+    ("act_vocab", ("tensor", "fsdp")),
+    ("act_vocab_rows", "data"),
 )
 
 
@@ -89,22 +100,30 @@ def _as_tuple(axes: MeshAxes) -> tuple[str, ...]:
 
 def logical_to_spec(names: Sequence[Optional[str]], shape: Sequence[int],
                     mesh: Mesh, rules: Rules) -> P:
-  """Resolves logical axis names of an array of `shape` to a PartitionSpec."""
+  """Resolves logical axis names of an array of `shape` to a PartitionSpec.
+
+  Dimensions claim mesh axes in the order of their rules in `rules`, not in
+  the array's order: the vocabulary tables' rows ('vocab') come before their
+  'vocab_embed' whichever way round a table is stored.
+  """
   table = dict(rules)
-  used: set[str] = set()
-  spec = []
-  for name, size in zip(names, shape):
+  for name in names:
     if name is not None and name not in table:
       raise KeyError(f"logical axis {name!r} has no rule; known: "
                      f"{sorted(table)}")
-    axes = [a for a in _as_tuple(table.get(name)) if a not in used]
+  precedence = {name: i for i, (name, _) in enumerate(rules)}
+  used: set[str] = set()
+  spec: list[MeshAxes] = [None] * len(names)
+  for dim in sorted((d for d, name in enumerate(names) if name is not None),
+                    key=lambda d: precedence[names[d]]):
+    axes = [a for a in _as_tuple(table[names[dim]]) if a not in used]
     # Keep the longest prefix of mesh axes whose product divides the size.
-    while axes and size % math.prod(mesh.shape[a] for a in axes):
+    while axes and shape[dim] % math.prod(mesh.shape[a] for a in axes):
       axes.pop()
-    axes = [a for a in axes if mesh.shape[a] > 1] or []
+    axes = [a for a in axes if mesh.shape[a] > 1]
     used.update(axes)
-    spec.append(None if not axes else axes[0] if len(axes) == 1 else
-                tuple(axes))
+    spec[dim] = (None if not axes else axes[0] if len(axes) == 1 else
+                 tuple(axes))
   return P(*spec)
 
 
@@ -119,6 +138,24 @@ class ShardingCtx:
                shape: Sequence[int]) -> NamedSharding:
     return NamedSharding(self.mesh,
                          logical_to_spec(names, shape, self.mesh, self.rules))
+
+
+def vocab_rows(vocab_size: int, mesh: Union[Mesh, jax.sharding.AbstractMesh],
+               rules: Rules = DEFAULT_RULES) -> str:
+  """The logical name for the batch rows of a vocabulary-parallel op.
+
+  'act_vocab_rows' where the vocabulary tables' rows ('vocab') are split
+  over every mesh axis that 'batch' uses and 'act_vocab_rows' does not (a
+  device then looks up, or computes logits for, its own vocabulary rows for
+  all the batch rows of its 'data' shard); 'batch' where the vocabulary size
+  leaves one of them out, so that the rows stay split over it.
+  """
+  table = dict(rules)
+  vocab = logical_to_spec(("vocab",), (vocab_size,), mesh, rules)[0]
+  left_out = (set(_as_tuple(table.get("batch"))) -
+              set(_as_tuple(table.get("act_vocab_rows"))))
+  left_out = {a for a in left_out if mesh.shape[a] > 1}
+  return "act_vocab_rows" if left_out <= set(_as_tuple(vocab)) else "batch"
 
 
 def constrain(x: jax.Array, names: Sequence[Optional[str]],

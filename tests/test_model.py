@@ -114,6 +114,33 @@ def test_mqa_kv_heads_fall_back_to_replicated():
   assert spec == jax.sharding.PartitionSpec("fsdp", None, None)
 
 
+def test_vocab_tables_split_by_rows_whichever_way_they_are_stored():
+  # 'vocab' precedes 'vocab_embed' in the rules, so it claims 'fsdp' first
+  # also in lm_head [D, V]; a vocabulary 'fsdp' does not divide leaves it to
+  # the rows' other dimension.
+  mesh = sharding.make_mesh((1, 4, 2))
+  P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+  rules = sharding.DEFAULT_RULES
+  for vocab, rows, other in ((64, ("tensor", "fsdp"), None),
+                             (6, "tensor", "fsdp")):
+    assert sharding.logical_to_spec(("vocab", "vocab_embed"), (vocab, 16),
+                                    mesh, rules) == P(rows, other)
+    assert sharding.logical_to_spec(("vocab_embed", "vocab"), (16, vocab),
+                                    mesh, rules) == P(other, rows)
+    # The rows of a vocabulary-parallel op stay split over 'fsdp' where the
+    # vocabulary is not.
+    assert sharding.vocab_rows(vocab, mesh) == (
+        "act_vocab_rows" if vocab == 64 else "batch")
+  # The training logits line up with the table's rows; sampling's split the
+  # batch first.
+  assert sharding.logical_to_spec(("act_vocab_rows", "length", "act_vocab"),
+                                  (8, 4, 64), mesh, rules) == P(
+                                      None, None, ("tensor", "fsdp"))
+  assert sharding.logical_to_spec(("batch", "length", "act_vocab"),
+                                  (8, 4, 64), mesh, rules) == P(
+                                      "fsdp", None, "tensor")
+
+
 def test_make_mesh_fills_and_validates():
   assert sharding.make_mesh((2, -1, 1)).devices.shape == (2, 4, 1)
   with pytest.raises(ValueError, match="at most one -1"):

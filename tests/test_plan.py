@@ -161,6 +161,28 @@ def test_activations_against_compiled_temp(remat):
   assert abs(ratio - 1) < 0.1, (remat, predicted, memory.temp_size_in_bytes)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("shape,tied", [((1, 8, 1), False),
+                                        ((2, 2, 2), True)])
+def test_no_device_holds_a_whole_vocabulary_table(shape, tied):
+  """The vocabulary-parallel lookup and loss: a step over a vocabulary
+  table much larger than the batch's activations holds less than two whole
+  V x D tables of temporaries per device (gathering the tables for the
+  lookup and the output layer made five, whatever the mesh), and the plan
+  counts what it holds."""
+  config = models.get_preset("tiny-llama").replace(
+      vocab_size=16384, embed_dim=256, head_dim=64, tie_embeddings=tied)
+  work = plan.Workload(8, 32, 0, logits_chunk=4)
+  memory, _ = plan.compiled_memory(config, shape, work)
+  p = plan.make_plan(config, spec(shape), work)
+  predicted = p.grads + plan.activation_total(p.activations)
+  table = 16384 * 256 * 4
+  print(f"{shape}: XLA {memory.temp_size_in_bytes}, planned {predicted}, "
+        f"one table {table}")
+  assert memory.temp_size_in_bytes < 2 * table
+  assert abs(predicted / memory.temp_size_in_bytes - 1) < 0.1
+
+
 def test_cli_prints_a_plan_and_a_clear_error():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-m", "score_jax.cli", "plan",

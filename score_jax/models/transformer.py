@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from score_jax import sharding as sharding_lib
 from score_jax.models.config import ModelConfig
 from score_jax.sharding import ShardingCtx, constrain
 
@@ -276,10 +277,12 @@ class Transformer(nn.Module):
     c = self.config
     self.embedding = _param(self, "embedding",
                             nn.initializers.normal(c.embed_dim**-0.5),
-                            (c.vocab_size, c.embed_dim), ("vocab", "embed"))
+                            (c.vocab_size, c.embed_dim),
+                            ("vocab", "vocab_embed"))
     if not c.tie_embeddings:
       self.lm_head = _param(self, "lm_head", _dense_init(0, 1),
-                            (c.embed_dim, c.vocab_size), ("embed", "vocab"))
+                            (c.embed_dim, c.vocab_size),
+                            ("vocab_embed", "vocab"))
     block = Block
     if c.remat_policy != "none":
       block = nn.remat(Block, policy=_REMAT_POLICIES[c.remat_policy],
@@ -312,12 +315,12 @@ class Transformer(nn.Module):
     """
     c = self.config
     dt = jnp.dtype(c.dtype)
-    # Look rows up in a whole (all-gathered, compute-dtype) table: a lookup
-    # into a table sharded over vocab and embed while the tokens are sharded
-    # over the batch makes XLA's partitioner replicate it anyway, slowly.
-    # Costs one transient V x D copy per device.
-    table = constrain(self.embedding.astype(dt), (None, None), self.sharding)
-    x = jnp.take(table, tokens, axis=0)
+    # Vocabulary-parallel lookup (sharding.DEFAULT_RULES): every device sees
+    # the tokens of its 'data' shard and looks them up in its own rows of
+    # the table; XLA's partitioner masks the others and sums over the
+    # vocabulary's shards: a [B, T, D] reduction, never a V x D copy.
+    tokens = constrain(tokens, (self._vocab_rows(), "length"), self.sharding)
+    x = jnp.take(self.embedding.astype(dt), tokens, axis=0)
     x = x * jnp.asarray(c.embed_scale, dt)
     x = constrain(x, ("batch", "length", "act_embed"), self.sharding)
     ctx = {"q_pos": positions.astype(jnp.int32), "q_valid": mask.astype(bool)}
@@ -370,15 +373,31 @@ class Transformer(nn.Module):
     return x, {"k": tuple(ks), "v": tuple(vs), "pos": pos, "valid": valid,
                "index": i + x.shape[1]}
 
-  def logits(self, hidden: Array) -> Array:
-    """Final-normed hidden [B, T, D] -> float32 logits [B, T, V]."""
+  def _vocab_rows(self) -> str:
+    if self.sharding is None:
+      return "batch"
+    return sharding_lib.vocab_rows(self.config.vocab_size, self.sharding.mesh,
+                                   self.sharding.rules)
+
+  def logits(self, hidden: Array, vocab_parallel: bool = False) -> Array:
+    """Final-normed hidden [B, T, D] -> float32 logits [B, T, V].
+
+    vocab_parallel: leave the logits split over the vocabulary as the table
+    is ('act_vocab' over 'fsdp' and 'tensor'), each device computing its
+    vocabulary rows for all the rows of its 'data' shard, so no device
+    gathers the V x D table or holds its whole gradient; the training loss
+    uses it (its softmax sums then run across devices). Otherwise (sampling)
+    the logits are split over the batch as the activations are.
+    """
     c = self.config
     dt = jnp.dtype(c.dtype)
+    rows = self._vocab_rows() if vocab_parallel else "batch"
+    hidden = constrain(hidden, (rows, "length", "act_embed"), self.sharding)
     if c.tie_embeddings:
       logits = jnp.einsum("btd,vd->btv", hidden, self.embedding.astype(dt))
     else:
       logits = _dense(hidden, self.lm_head.astype(dt))
-    logits = constrain(logits, ("batch", "length", "act_vocab"), self.sharding)
+    logits = constrain(logits, (rows, "length", "act_vocab"), self.sharding)
     return _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
 
 

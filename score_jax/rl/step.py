@@ -87,7 +87,8 @@ def token_stats(model: models.Transformer, params: Any,
 
   def logits_fn(p):
     def logits(h):
-      out = model.apply({"params": p}, h, method=models.Transformer.logits)
+      out = model.apply({"params": p}, h, vocab_parallel=True,
+                        method=models.Transformer.logits)
       return out if temperature == 1.0 else out / temperature
     return logits
 
