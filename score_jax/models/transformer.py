@@ -382,12 +382,13 @@ class Transformer(nn.Module):
   def logits(self, hidden: Array, vocab_parallel: bool = False) -> Array:
     """Final-normed hidden [B, T, D] -> float32 logits [B, T, V].
 
-    vocab_parallel: leave the logits split over the vocabulary as the table
-    is ('act_vocab' over 'fsdp' and 'tensor'), each device computing its
-    vocabulary rows for all the rows of its 'data' shard, so no device
-    gathers the V x D table or holds its whole gradient; the training loss
-    uses it (its softmax sums then run across devices). Otherwise (sampling)
-    the logits are split over the batch as the activations are.
+    vocab_parallel: split the logits over the vocabulary as the table is
+    ('act_vocab': 'tensor' x 'fsdp'), each device computing its own
+    vocabulary rows for all the batch rows of its 'data' shard, so no
+    device gathers the V x D table or holds a whole gradient of it; the
+    training loss uses it (its softmax sums then run across devices).
+    Otherwise (sampling) the logits are split over the batch as the
+    activations are.
     """
     c = self.config
     dt = jnp.dtype(c.dtype)
