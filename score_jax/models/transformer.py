@@ -382,23 +382,26 @@ class Transformer(nn.Module):
   def logits(self, hidden: Array, vocab_parallel: bool = False) -> Array:
     """Final-normed hidden [B, T, D] -> float32 logits [B, T, V].
 
-    vocab_parallel: split the logits over the vocabulary as the table is
-    ('act_vocab': 'tensor' x 'fsdp'), each device computing its own
-    vocabulary rows for all the batch rows of its 'data' shard, so no
-    device gathers the V x D table or holds a whole gradient of it; the
-    training loss uses it (its softmax sums then run across devices).
-    Otherwise (sampling) the logits are split over the batch as the
-    activations are.
+    Computed vocabulary-parallel: each device makes the logits of its own
+    rows of the table ('act_vocab': 'tensor' x 'fsdp') for all the batch
+    rows of its 'data' shard, so no device gathers the V x D table (or, in
+    training, holds a whole gradient of it). vocab_parallel: return them so
+    split (the training loss; its softmax sums run across devices).
+    Otherwise (sampling) they are resplit over the batch, as the sampler's
+    other rows are: an exchange of logits, far smaller than the table.
     """
     c = self.config
     dt = jnp.dtype(c.dtype)
-    rows = self._vocab_rows() if vocab_parallel else "batch"
+    rows = self._vocab_rows()
     hidden = constrain(hidden, (rows, "length", "act_embed"), self.sharding)
     if c.tie_embeddings:
       logits = jnp.einsum("btd,vd->btv", hidden, self.embedding.astype(dt))
     else:
       logits = _dense(hidden, self.lm_head.astype(dt))
     logits = constrain(logits, (rows, "length", "act_vocab"), self.sharding)
+    if not vocab_parallel:
+      logits = constrain(logits, ("batch", "length", "act_vocab"),
+                         self.sharding)
     return _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
 
 
