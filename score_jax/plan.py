@@ -335,10 +335,8 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
                                        rules)
   logits = shard_shape((vocab_rows, "length", "act_vocab"),
                        (rows, chunk, config.vocab_size), mesh, rules)
-  # Weights of one layer as the FSDP all-gather leaves them: whole over
-  # 'fsdp' (and 'data'), still split over 'tensor'.
-  unsharded_fsdp = dataclasses.replace(mesh, shape=(1, 1, mesh.shape[2]))
-  one_layer = layer_param_bytes(config, unsharded_fsdp, rules)
+  # Weights of one layer as the FSDP all-gather leaves them.
+  one_layer = layer_param_bytes(config, _gathered_over_fsdp(mesh), rules)
   gathered = 2 * one_layer if mesh.shape[1] > 1 else 0
   return {
       "saved": config.num_layers * per_layer + outside,
@@ -349,6 +347,12 @@ def activation_bytes(config: models.ModelConfig, workload: Workload,
                                     logits[0] < rows)),
       "layer": layer,
   }
+
+
+def _gathered_over_fsdp(mesh: MeshSpec) -> MeshSpec:
+  """The mesh as an FSDP all-gather leaves a weight: whole over 'fsdp' (and
+  'data'), still split over 'tensor'."""
+  return dataclasses.replace(mesh, shape=(1, 1, mesh.shape[2]))
 
 
 def _output_layer_work(config: models.ModelConfig, mesh: MeshSpec,
@@ -364,9 +368,8 @@ def _output_layer_work(config: models.ModelConfig, mesh: MeshSpec,
   that size before it is reduced, as for a layer's weights ('gathered')."""
   shape, names = (config.vocab_size, config.embed_dim), ("vocab", "vocab_embed")
   if vocab_rows == "batch" and mesh.shape[1] > 1:
-    unsharded_fsdp = dataclasses.replace(mesh, shape=(1, 1, mesh.shape[2]))
-    return 2 * shard_bytes(names, shape, config.param_dtype, unsharded_fsdp,
-                           rules)
+    return 2 * shard_bytes(names, shape, config.param_dtype,
+                           _gathered_over_fsdp(mesh), rules)
   return ((1 + rows_split) *
           shard_bytes(names, shape, config.param_dtype, mesh, rules))
 

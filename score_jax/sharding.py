@@ -33,10 +33,10 @@ Rules = tuple[tuple[str, MeshAxes], ...]
 # The vocabulary tables are vocabulary-parallel: split by rows over 'tensor'
 # and 'fsdp', each row whole ('vocab_embed' takes 'fsdp' only where the
 # vocabulary size does not divide by it). The embedding lookup and the
-# training logits (`Transformer.logits(..., vocab_parallel=True)`) work on a
-# device's own rows of the table, for all the batch rows of its 'data' shard
-# ('act_vocab_rows'), so no device holds a whole V x D table or a whole
-# gradient of one (docs/SCALING.md).
+# logits (`Transformer.logits`; sampling resplits them over the batch after)
+# work on a device's own rows of the table, for all the batch rows of its
+# 'data' shard ('act_vocab_rows'), so no device holds a whole V x D table or
+# a whole gradient of one (docs/SCALING.md).
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
     ("vocab", ("tensor", "fsdp")),
