@@ -20,6 +20,7 @@ the setting's rows after the warm start (both for bench/results.sh).
 
 import argparse
 import glob
+import json
 import os
 import runpy
 import shutil
@@ -73,6 +74,32 @@ def report_path(runs_dir: str, run: str, stage, warm: int, last: int) -> str:
   return os.path.join(runs_dir, run, "eval", f"after_{stage}_step{step}.json")
 
 
+def check_committed(path: str, step: int) -> None:
+  """A committed report is the row's final evaluation at the setting's
+  current schedule (not one of an older warm start or RL length)."""
+  with open(path) as f:
+    got = json.load(f)["config"].get("step")
+  if got != step:
+    raise SystemExit(f"{path}: evaluated at step {got}, but this setting's "
+                     f"row ends at step {step} (a report of an older "
+                     "schedule? run the row again)")
+
+
+def check_same_evaluation(paths: list[str]) -> None:
+  """Every row was evaluated on the same problems: task, split, count."""
+  seen = {}
+  for path in paths:
+    with open(path) as f:
+      config = json.load(f)["config"]
+    key = tuple(config.get(k) for k in ("task", "split", "num_problems"))
+    seen.setdefault(key, []).append(path)
+  if len(seen) > 1:
+    groups = "; ".join(f"task {t!r}, split {s!r}, {n} problems: "
+                       + ", ".join(ps) for (t, s, n), ps in seen.items())
+    raise SystemExit(f"the rows were evaluated on different problems "
+                     f"({groups})")
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("setting", choices=SETTINGS)
@@ -99,6 +126,8 @@ def main(argv=None) -> int:
       committed = os.path.join(args.committed, f"{args.setting}_{run}.json")
       if args.committed and os.path.exists(committed):
         print(f"committed: {label} ({committed})", file=sys.stderr)
+        check_committed(committed, warm if run == "base" or stage is None
+                        else warm + rl_steps)
         found.append(committed)
         labels.append(label)
       else:
@@ -111,6 +140,7 @@ def main(argv=None) -> int:
     found.append(path)
     labels.append(label)
   if found:
+    check_same_evaluation(found)
     print(reports.compare_runs(found, labels), end="")
   for row in missing:
     print(f"missing: {row}", file=sys.stderr)

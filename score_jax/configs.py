@@ -226,6 +226,15 @@ def missing_required(config: ml_collections.ConfigDict) -> list[str]:
   return out
 
 
+def check_eval(eval_config: ml_collections.ConfigDict) -> None:
+  """config.eval's counts are positive (a slice by 0 or -1 would evaluate no
+  problem, or silently leave the last one out)."""
+  for field in ("num_problems", "num_turns", "batch_size", "max_new_tokens"):
+    if eval_config[field] < 1:
+      raise ValueError(f"config.eval.{field}={eval_config[field]}: expected "
+                       ">= 1")
+
+
 def validate(config: ml_collections.ConfigDict) -> list[Stage]:
   """Checks the config's values; returns the parsed schedule."""
   missing = missing_required(config)
@@ -260,6 +269,7 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
                      f"sft.batch_size={config.sft.batch_size}")
   if names & set(RL_STAGES):
     advantages.check_micro_batches(config.loss.advantage, micro)
+  check_eval(config.eval)
   for field in ("every", "keep"):
     if config.checkpoint[field] < 1:
       raise ValueError(f"config.checkpoint.{field}="

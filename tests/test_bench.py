@@ -173,6 +173,36 @@ def test_results_table_takes_missing_rows_from_committed_reports(tmp_path):
   assert "missing: STaR" in proc.stderr
 
 
+def test_results_table_refuses_rows_of_another_schedule_or_problem_set(
+    tmp_path):
+  """A committed report evaluated at another step (an older schedule), or
+  rows evaluated on different problems, stop the table instead of mixing."""
+  results = os.path.join(_ROOT, "docs", "results")
+  committed = tmp_path / "committed"
+  committed.mkdir()
+  for row in ("base", "score"):
+    shutil.copy(os.path.join(results, f"smollm2_{row}.json"), committed)
+  assert _results_table("smollm2", tmp_path / "runs", "--committed",
+                        committed).returncode == 0
+  score = committed / "smollm2_score.json"
+  report = json.loads(score.read_text())
+  report["config"]["step"] = 160  # a 60-step RL schedule's last step
+  score.write_text(json.dumps(report))
+  proc = _results_table("smollm2", tmp_path / "runs", "--committed",
+                        committed)
+  assert proc.returncode != 0
+  assert "smollm2_score.json: evaluated at step 160" in proc.stderr
+  assert "ends at step 200" in proc.stderr
+  report["config"]["step"] = 200
+  report["config"]["num_problems"] = 64
+  score.write_text(json.dumps(report))
+  proc = _results_table("smollm2", tmp_path / "runs", "--committed",
+                        committed)
+  assert proc.returncode != 0
+  assert "evaluated on different problems" in proc.stderr
+  assert "64 problems" in proc.stderr and "128 problems" in proc.stderr
+
+
 def test_results_script_rejects_an_unknown_row_before_running_anything(
     tmp_path):
   proc = subprocess.run(

@@ -205,6 +205,10 @@ def test_bad_warm_start_turn2_options_are_named(field, value):
     ("stage2:2", {"step.micro_batches": 0}, "micro_batches=0: expected >= 1"),
     ("stage2:2", {"checkpoint.every": 0}, r"checkpoint.every=0: expected"),
     ("stage2:2", {"checkpoint.keep": 0}, r"checkpoint.keep=0: expected"),
+    # A slice by 0 would evaluate nothing, by -1 leave the last problem out.
+    ("stage2:2", {"eval.num_problems": 0}, r"eval.num_problems=0: expected"),
+    ("stage2:2", {"eval.num_problems": -1}, r"eval.num_problems=-1: expect"),
+    ("stage2:2", {"eval.batch_size": 0}, r"eval.batch_size=0: expected"),
 ])
 def test_bad_step_and_checkpoint_settings_are_named_before_the_run(
     schedule, overrides, message):

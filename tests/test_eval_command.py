@@ -225,4 +225,9 @@ def test_bad_report_name_and_url_workdir_fail_before_the_eval(tmp_path):
   with pytest.raises(ValueError, match="--workdir=gs://bucket/run: a URL"):
     eval_cmd.run_eval(tiny_config(), "preset:tiny-llama",
                       workdir="gs://bucket/run", progress=False)
+  config = tiny_config()
+  config.eval.num_problems = 0  # not "none of them", not "all of them"
+  with pytest.raises(ValueError, match="config.eval.num_problems=0: expect"):
+    eval_cmd.run_eval(config, "preset:tiny-llama", workdir=str(tmp_path),
+                      progress=False)
   assert not os.listdir(tmp_path)

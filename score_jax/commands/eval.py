@@ -289,6 +289,10 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
     raise EvalInputError(f"--num_turns={num_turns}: self-correction needs "
                          "at least 2 turns")
   try:
+    configs_lib.check_eval(config.eval)
+  except ValueError as e:
+    raise EvalInputError(str(e)) from None
+  try:
     problems = task_obj.problems(config.task.eval_split)
   except ValueError as e:
     raise EvalInputError(f"task {task_obj.name!r}: {e}") from None
