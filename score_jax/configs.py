@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.beta1 = 0.01
   c.loss.beta2 = 0.1
   c.loss.kl_estimator = "k3"
+  # 'token': each position's KL with its prefix held fixed (GRPO-style);
+  # 'sequence': the gradient of the turn's whole KL (rl/losses.py).
+  c.loss.kl_gradient = "token"
   c.loss.advantage = "rloo"  # or 'none'; 'mean' (batch) needs micro_batches=1
   c.loss.aggregation = "sequence_sum"
 
@@ -180,6 +183,7 @@ def loss_config(config: ml_collections.ConfigDict, stage: str,
       stage="sft" if stage in SFT_STAGES else stage, alpha=config.loss.alpha,
       beta1=config.loss.beta1,
       beta2=config.loss.beta2, kl_estimator=config.loss.kl_estimator,
+      kl_gradient=config.loss.kl_gradient,
       advantage=config.loss.advantage,
       aggregation=("token_mean" if stage in SFT_STAGES else
                    config.loss.aggregation),

@@ -209,6 +209,8 @@ def test_bad_warm_start_turn2_options_are_named(field, value):
     ("stage2:2", {"eval.num_problems": 0}, r"eval.num_problems=0: expected"),
     ("stage2:2", {"eval.num_problems": -1}, r"eval.num_problems=-1: expect"),
     ("stage2:2", {"eval.batch_size": 0}, r"eval.batch_size=0: expected"),
+    ("stage1:2", {"loss.kl_gradient": "turn"},
+     r"kl_gradient='turn' is unknown; expected one of: token, sequence"),
 ])
 def test_bad_step_and_checkpoint_settings_are_named_before_the_run(
     schedule, overrides, message):

@@ -10,12 +10,13 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from score_jax import models
-from score_jax.rl import (LossConfig, kl_estimate, kl_surrogate,
-                          loss_denominator, score_loss, sft_loss,
+from score_jax.rl import (LossConfig, kl_estimate, kl_still_to_come,
+                          kl_surrogate, loss_denominator, score_loss, sft_loss,
                           token_entropy, token_logprobs, token_stats,
                           token_stats_from_hidden)
 
 LOG2 = math.log(2.0)
+sg_ = jax.lax.stop_gradient
 
 # --------------------------------------------------------------------------
 # A tiny two-turn batch: one prompt, k = 2 samples, L = 6 laid out as
@@ -433,6 +434,94 @@ def test_kl_surrogate_gradient_is_unbiased(estimator):
   np.testing.assert_allclose(
       kl_surrogate(jnp.log(jnp.asarray(p))[None], log_q[None], estimator),
       kl_estimate(jnp.log(jnp.asarray(p))[None], log_q[None], estimator))
+
+
+def _two_turn_kl_problem(v=3, seed=11):
+  """Every two-token-per-turn sequence [x | a1 a2 | p2 | b1 b2] of a tabular
+  policy over `v` tokens, each token conditioned on the one before it
+  (b1 on a2), and its log-probs under the policy and a reference."""
+  rng = np.random.default_rng(seed)
+  theta = jnp.asarray(rng.normal(size=(4, v, v)), jnp.float32)
+  ref = jnp.asarray(rng.normal(size=(4, v, v)), jnp.float32)
+  seqs = np.array(np.meshgrid(*[np.arange(v)] * 4, indexing="ij")
+                  ).reshape(4, -1).T  # [v^4, 4]: a1 a2 b1 b2
+  prev = np.concatenate([np.zeros((len(seqs), 1), int), seqs[:, :3]], 1)
+
+  def logps(table):
+    """log-probs [S, 4] of each sampled token, and full log-softmax rows."""
+    rows = jax.nn.log_softmax(table[np.arange(4)[None], prev], -1)  # [S,4,v]
+    return jnp.take_along_axis(rows, seqs[..., None], -1)[..., 0], rows
+
+  def as_batch(x):  # [S, 4] -> [S, 6] at the turns' slots
+    zero = jnp.zeros((x.shape[0], 1), x.dtype)
+    return jnp.concatenate([zero, x[:, :2], zero, x[:, 2:]], 1)
+
+  batch = {"valid": jnp.ones((len(seqs), 6), bool),
+           "turn_masks": jnp.asarray(np.stack([np.tile(TURN1, (len(seqs), 1)),
+                                               np.tile(TURN2,
+                                                       (len(seqs), 1))])),
+           "rewards": jnp.zeros((2, len(seqs)), jnp.float32)}
+  return theta, ref, logps, as_batch, batch
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3", "full"])
+def test_sequence_kl_gradient_is_the_gradient_of_each_turns_kl(estimator):
+  """Stage I's penalty beta2 KL(turn 1) + beta1 KL(turn 2), by enumerating
+  every sequence: E[grad surrogate] under kl_gradient='sequence' is the
+  exact gradient of the turns' KL (turn 2's given turn 1: gamma = 0, turn 1
+  is not charged for turn 2); 'token' misses what a token does to the
+  later positions of its turn. Both report the same loss."""
+  theta, ref, logps, as_batch, batch = _two_turn_kl_problem()
+  ref_lp, ref_rows = logps(ref)
+  beta1, beta2 = 0.3, 0.7
+
+  def exact(theta):
+    lp, _ = logps(theta)
+    p_turn1 = jnp.exp(lp[:, 0] + lp[:, 1])
+    p_turn2 = jnp.exp(lp[:, 2] + lp[:, 3])
+    kl1 = jnp.sum(p_turn1 * p_turn2 * (lp - ref_lp)[:, :2].sum(-1))
+    kl2 = jnp.sum(sg_(p_turn1) * p_turn2 * (lp - ref_lp)[:, 2:].sum(-1))
+    return beta2 * kl1 + beta1 * kl2
+
+  def expected_surrogate(theta, kl_gradient):
+    lp, rows = logps(theta)
+    full = jnp.sum(jnp.exp(rows) * (rows - ref_rows), -1)
+    config = LossConfig(stage="stage1", beta1=beta1, beta2=beta2, k=1,
+                        advantage="none", kl_estimator=estimator,
+                        kl_gradient=kl_gradient)
+
+    def one_row(lp, ref_lp, full, valid, masks, rewards):
+      row = {"valid": valid[None], "turn_masks": masks[:, None],
+             "rewards": rewards[:, None]}
+      return score_loss(lp[None], ref_lp[None], row, config,
+                        full_kl=full[None])[0]
+
+    losses = jax.vmap(one_row, in_axes=(0, 0, 0, 0, 1, 1))(
+        as_batch(lp), as_batch(ref_lp), as_batch(full), batch["valid"],
+        batch["turn_masks"], batch["rewards"])
+    weights = sg_(jnp.exp(lp.sum(-1)))  # the probability of each sequence
+    return jnp.sum(weights * losses)
+
+  want = jax.grad(exact)(theta)
+  got = jax.grad(expected_surrogate)(theta, "sequence")
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  token = jax.grad(expected_surrogate)(theta, "token")
+  # The last token of each turn has nothing after it: the same gradient.
+  last, first = np.array([1, 3]), np.array([0, 2])
+  np.testing.assert_allclose(token[last], want[last], rtol=1e-4, atol=1e-6)
+  assert np.abs(token[first] - want[first]).max() > 1e-2
+  np.testing.assert_allclose(expected_surrogate(theta, "token"),
+                             expected_surrogate(theta, "sequence"), rtol=1e-6)
+
+
+def test_kl_still_to_come_stays_inside_each_turn():
+  # [x | y1 y1 | p2 | y2 y2] twice; per-token KL 1..6 (x and p2 ignored).
+  kl = jnp.asarray([[10.0, 1.0, 2.0, 10.0, 3.0, 4.0]] * 2)
+  turn1, turn2 = (jnp.asarray(np.tile(m, (2, 1))) for m in (TURN1, TURN2))
+  np.testing.assert_allclose(kl_still_to_come(kl, turn1)[0],
+                             [0, 2, 0, 0, 0, 0])
+  np.testing.assert_allclose(kl_still_to_come(kl, turn2)[0],
+                             [0, 0, 0, 0, 4, 0])
 
 
 # --------------------------------------------------------------------------

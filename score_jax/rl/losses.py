@@ -20,10 +20,21 @@ Estimator: REINFORCE on the policy's own samples. Per counted token i of turn t
   loss_i = -sg(A_t) log pi(a_i) + beta_t KL_i,   A_t = advantage(return_t)
 
 (sg = stop_gradient). KL_i is a surrogate whose value is the per-token
-estimate (k1, k3 or the exact full-vocabulary KL, see kl.py) and whose
-gradient is an unbiased estimate of grad KL(pi || pi_ref) at that position:
-for the sampled estimators the score-function part sg(KL_i) grad log pi(a_i)
-is added, since the estimate depends on which token was sampled.
+estimate (k1, k3 or the exact full-vocabulary KL, see kl.py). What its
+gradient estimates is `kl_gradient`:
+  'token'     grad KL(pi || pi_ref) at each position with its prefix held
+              fixed: for the sampled estimators the score-function part
+              sg(KL_i) grad log pi(a_i) is added, since the estimate depends
+              on which token was sampled. The KL-in-the-loss of GRPO-style
+              trainers; it leaves out that an earlier token of the turn also
+              changes which prefixes the later positions' KL is taken at.
+  'sequence'  grad of the turn's whole KL, KL(pi(y_t | context) ||
+              pi_ref(y_t | context)) = E[sum_i KL_i], as the objectives above
+              write it: token j's surrogate also carries
+              sg(sum_{i > j} KL_i) grad log pi(a_j), the KL still to come in
+              its turn (within the turn only: turn 1 is not charged for turn
+              2's KL, as it is not credited with r2, gamma = 0).
+Both have the same value; only the gradient differs.
 
 Aggregation: 'sequence_sum' sums token terms per sequence and averages over
 sequences (the paper's per-sample objective); 'token_mean' averages over all
@@ -50,6 +61,7 @@ sg = jax.lax.stop_gradient
 
 STAGES = ("stage1", "stage2", "single_turn", "sft")
 AGGREGATIONS = ("sequence_sum", "token_mean")
+KL_GRADIENTS = ("token", "sequence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +78,7 @@ class LossConfig:
   beta1: float = 0.01
   beta2: float = 0.1
   kl_estimator: str = "k3"
+  kl_gradient: str = "token"
   advantage: str = "rloo"
   aggregation: str = "sequence_sum"
   k: int = 4
@@ -78,6 +91,7 @@ class LossConfig:
                          f"one of: {', '.join(known)}")
     check("stage", self.stage, STAGES)
     check("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+    check("kl_gradient", self.kl_gradient, KL_GRADIENTS)
     check("advantage", self.advantage, advantage_names())
     check("aggregation", self.aggregation, AGGREGATIONS)
     if not isinstance(self.k, int) or self.k < 1:
@@ -210,6 +224,16 @@ def kl_surrogate(logprobs: Array, ref_logprobs: Array, estimator: str,
   return kl + sg(kl) * (logprobs - sg(logprobs))
 
 
+def kl_still_to_come(kl: Array, mask: Array) -> Array:
+  """float32[B, L]: at each token of `mask`, the sum of `kl` over the later
+  tokens of `mask` in its row (0 elsewhere): what the choice of that token
+  changes of its turn's KL beyond its own position (`kl_gradient`
+  'sequence')."""
+  kl = jnp.where(mask, sg(kl), 0.0)
+  later = jnp.flip(jnp.cumsum(jnp.flip(kl, -1), -1), -1) - kl
+  return jnp.where(mask, later, 0.0)
+
+
 def _masked_mean(x: Array, mask: Array) -> Array:
   return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
@@ -283,7 +307,10 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
       metrics.update({f"return/{name}": jnp.mean(credit.ret),
                       f"advantage/{name}/mean": jnp.mean(adv),
                       f"advantage/{name}/std": jnp.std(adv)})
-    kl_terms += jnp.where(mask, credit.kl_coef * kl, 0.0)
+    kl_t = kl
+    if config.kl_gradient == "sequence":
+      kl_t = kl + kl_still_to_come(kl, mask) * (lp - sg(lp))
+    kl_terms += jnp.where(mask, credit.kl_coef * kl_t, 0.0)
     # Reported KL: the estimate summed over the turn's tokens, per sequence.
     turn_kl = jnp.where(masks[t], sg(kl), 0.0)
     metrics[f"kl/{name}"] = jnp.mean(jnp.sum(turn_kl, -1))
