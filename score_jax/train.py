@@ -158,6 +158,13 @@ class Trainer:
           data_ways)
     if jax.process_count() > 1:
       check_process_split(config, self.stages, self.ctx)
+    if (r.top_k or r.top_p < 1) and any(
+        s.name in configs_lib.RL_STAGES for s in self.stages):
+      logging.warning(
+          "rollout.top_k=%s / top_p=%s: RL stages sample from a truncated "
+          "distribution but train on the untruncated log-probs, so the "
+          "policy gradient is off-policy (biased); the paper samples at "
+          "temperature 1 without truncation", r.top_k, r.top_p)
     self.model_config, params, self.tokenizer = load_policy(config, self.ctx)
     self.model = models.Transformer(self.model_config, sharding=self.ctx)
     self.task = tasks_lib.get_task(config.task.name,

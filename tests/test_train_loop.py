@@ -330,6 +330,21 @@ def test_a_run_too_big_for_the_device_is_warned_of_before_it_starts(
               if "may run out of memory" in r.getMessage()]
 
 
+def test_truncated_sampling_in_rl_stages_is_warned_of(tmp_path, caplog):
+  """Top-k / top-p rollouts make REINFORCE off-policy (the trained
+  log-probs are the untruncated ones): said once at start, for RL stages
+  only."""
+  config = smoke_config()
+  config.rollout.top_k = 5
+  with caplog.at_level("WARNING"):
+    train_lib.Trainer(config, str(tmp_path / "rl"))
+    config.schedule = "sft:2"
+    train_lib.Trainer(config, str(tmp_path / "sft_only"))
+  warned = [r.getMessage() for r in caplog.records
+            if "off-policy" in r.getMessage()]
+  assert len(warned) == 1 and "rollout.top_k=5" in warned[0]
+
+
 def test_non_finite_steps_stop_the_run_and_are_never_saved(tmp_path):
   config = smoke_config()
   config.schedule = "sft:6"
