@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 # ModelConfig fields that say how the model computes, not what a checkpoint
 # holds: a run may restore another's weights under a different remat policy
 # or compute dtype (e.g. remat to fit a smaller machine).
-_COMPUTE_ONLY = ("remat_policy", "dtype")
+_COMPUTE_ONLY = ("remat_policy", "dtype", "output_vocab")
 
 
 def _abstract(tree: Any, shardings: Any) -> Any:

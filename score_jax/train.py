@@ -92,6 +92,9 @@ def load_policy(config: ml_collections.ConfigDict,
   if tokenizer.vocab_size > model_config.vocab_size:
     raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model "
                      f"only {model_config.vocab_size}")
+  if tokenizer.vocab_size < model_config.vocab_size:
+    # Table rows past the tokenizer's ids are never emitted (nor decoded).
+    model_config = model_config.replace(output_vocab=tokenizer.vocab_size)
   return model_config, params, tokenizer
 
 

@@ -180,6 +180,9 @@ def test_bad_config_is_named():
     models.get_preset("tiny-llama").replace(remat_policy="sometimes")
   with pytest.raises(KeyError, match="unknown model preset 'gpt-5'"):
     models.get_preset("gpt-5")
+  with pytest.raises(ValueError, match=r"output_vocab=300 must be in \[1, "
+                     r"vocab_size=256\]"):
+    models.get_preset("tiny-llama").replace(output_vocab=300)
 
 
 @pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])

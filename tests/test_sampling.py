@@ -2,6 +2,7 @@
 
 import collections
 import functools
+import pathlib
 import re
 
 import jax
@@ -477,3 +478,55 @@ def test_bad_input_gets_a_clear_error():
     sampling.rollout(config, params, [[1] * 9], prompt_buckets=[8], **kw)
   with pytest.raises(ValueError, match="top_p must be in"):
     sampling.SamplingConfig(top_p=0.0)
+
+
+def test_table_rows_past_the_tokenizer_are_never_sampled():
+  """A model whose tables have rows past the tokenizer's ids (Gemma 3 4B-27B,
+  padded checkpoints) never emits them: load_policy sets output_vocab, the
+  logits there are masked, and a rollout whose extra rows would win every
+  draw decodes. The training forward gives the same log-probs."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from score_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "smoke", pathlib.Path(__file__).parents[1] / "configs" / "smoke.py")
+  smoke = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(smoke)
+  config = smoke.get_config()
+  config.model.preset_overrides.vocab_size = 264 + 64
+  ctx = sharding.ShardingCtx(sharding.make_mesh((1, 1, 1)))
+  model_config, params, tokenizer = train.load_policy(config, ctx)
+  assert (model_config.vocab_size, model_config.output_vocab) == (328, 264)
+  # The 64 extra output rows point along the final hidden state: unmasked,
+  # they would be the argmax everywhere.
+  params = jax.tree.map(lambda x: x, params)
+  head = params["lm_head"]
+  params["lm_head"] = head.at[:, 264:].set(
+      100.0 * jnp.abs(head).max())
+  prompt = tokenizer.apply_chat_template(
+      [{"role": "user", "content": "Compute 2 + 3."}])
+  unmasked = sampling.rollout(
+      model_config.replace(output_vocab=None), params, [prompt],
+      followup_ids=tokenizer.followup_ids("Check."), max_new_tokens=6,
+      stop_ids=tokenizer.stop_ids, rng=jax.random.key(0),
+      pad_id=tokenizer.pad_id, end_of_turn_id=tokenizer.end_of_turn_id)
+  assert (np.asarray(unmasked.tokens) >= 264).any()
+  for rule in (sampling.SamplingConfig(greedy=True),
+               sampling.SamplingConfig(temperature=1.0)):
+    r = sampling.rollout(
+        model_config, params, [prompt],
+        followup_ids=tokenizer.followup_ids("Check."), samples_per_prompt=4,
+        max_new_tokens=6, stop_ids=tokenizer.stop_ids, rng=jax.random.key(1),
+        decode_fn=tokenizer.decode, pad_id=tokenizer.pad_id,
+        end_of_turn_id=tokenizer.end_of_turn_id, sampling=rule)
+    assert int(np.asarray(r.tokens).max()) < 264
+    assert len(r.texts) == 2
+  logits = _forward_logits(model_config, params, r.tokens, r.positions,
+                           r.valid)
+  logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits[:, :-1]), -1))
+  recomputed = np.take_along_axis(logp, np.asarray(r.tokens)[:, 1:, None],
+                                  -1)[..., 0]
+  trained = np.asarray(r.turn_masks).any(0)[:, 1:]
+  np.testing.assert_allclose(recomputed[trained],
+                             np.asarray(r.logprobs)[:, 1:][trained],
+                             atol=1e-5, rtol=0)
+  assert np.isfinite(logp).all()

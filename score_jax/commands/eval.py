@@ -164,7 +164,7 @@ def resolve_checkpoint(checkpoint: str) -> Source:
 def _structure(model_config: dict[str, Any]) -> dict[str, Any]:
   """ModelConfig fields that define the model (not how it computes)."""
   return {k: v for k, v in model_config.items()
-          if k not in ("dtype", "param_dtype", "remat_policy")}
+          if k not in ("dtype", "param_dtype", "remat_policy", "output_vocab")}
 
 
 def restore_run_params(step_dir: str, params_like: Any,

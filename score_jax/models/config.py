@@ -55,6 +55,11 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype
   param_dtype: str = "float32"
   remat_policy: str = "none"
+  # Ids the model may emit: the tokenizer's vocabulary where the tables have
+  # rows past it (Gemma 3 4B-27B: 262,208 rows, 262,144 pieces; padded
+  # checkpoints). Logits of ids >= output_vocab are masked out of sampling
+  # and of every log-prob. None: all vocab_size ids.
+  output_vocab: Optional[int] = None
 
   def __post_init__(self):
     def bad(msg):
@@ -69,6 +74,10 @@ class ModelConfig:
           f"num_kv_heads={self.num_kv_heads}")
     if self.activation not in ACTIVATIONS:
       bad(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
+    if self.output_vocab is not None and not (
+        0 < self.output_vocab <= self.vocab_size):
+      bad(f"output_vocab={self.output_vocab} must be in [1, vocab_size="
+          f"{self.vocab_size}]")
     if self.remat_policy not in REMAT_POLICIES:
       bad(f"remat_policy {self.remat_policy!r} is not one of {REMAT_POLICIES}")
     if not self.layer_pattern or set(self.layer_pattern) - {"local", "global"}:

@@ -117,6 +117,11 @@ def apply_rope(x: Array, positions: Array, inv_freq: Array) -> Array:
   return out.astype(x.dtype)
 
 
+# The logit of an id past config.output_vocab: exp underflows to exactly 0
+# against any real logit, and log-softmax stays finite (no 0 * -inf).
+_MASKED_LOGIT = -1e9
+
+
 def _softcap(x: Array, cap: Optional[float]) -> Array:
   return x if cap is None else jnp.tanh(x / cap) * cap
 
@@ -402,7 +407,12 @@ class Transformer(nn.Module):
     if not vocab_parallel:
       logits = constrain(logits, ("batch", "length", "act_vocab"),
                          self.sharding)
-    return _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
+    logits = _softcap(logits.astype(jnp.float32), c.final_logit_softcap)
+    if c.output_vocab is not None and c.output_vocab < c.vocab_size:
+      # Finite, so a masked id's probability is 0 and p log p stays 0.
+      ids = jnp.arange(c.vocab_size)
+      logits = jnp.where(ids < c.output_vocab, logits, _MASKED_LOGIT)
+    return logits
 
 
 # --------------------------------------------------------------------------
