@@ -216,6 +216,18 @@ def _end_ids(tokenizer) -> list[int]:
   return [end if end is not None else tokenizer.eos_id]
 
 
+def _closing_ids(tokenizer, turn: list[int], stopped: bool) -> list[int]:
+  """What closes a sampled model turn before the next turn's follow-up, as
+  the sampler closes it: end_of_turn unless the turn already ends with it
+  (a turn that stopped on another stop id, e.g. Gemma's <eos>, or ran out of
+  budget); without an end-of-turn token (plain format), the end id unless
+  the turn stopped."""
+  end = tokenizer.end_of_turn_id
+  if end is None:
+    return [] if stopped else _end_ids(tokenizer)
+  return [] if turn and turn[-1] == end else [end]
+
+
 def _picked(index: int, fraction: float) -> bool:
   """Whether item `index` is among a `fraction` of items spread evenly."""
   return int((index + 1) * fraction) > int(index * fraction)
@@ -309,8 +321,7 @@ def pair_batch(episodes: Episodes, tokenizer, task: Task, k: int
         continue
       answer = tokenizer.encode(text) + _end_ids(tokenizer)
     attempt = tokens[i][masks[0, i]].tolist()
-    if not ro.stopped[0][i]:
-      attempt += _end_ids(tokenizer)
+    attempt += _closing_ids(tokenizer, attempt, bool(ro.stopped[0][i]))
     rows.append([(prompt_ids(tokenizer, problem), -1), (attempt, -1),
                  (instruction, -1), (answer, 1)])
   pairs = len(rows)

@@ -176,9 +176,9 @@ def test_compact_keeps_every_rows_tokens_turns_and_positions():
   assert episodes.compact(batch, 0, pad_id=0) is batch
 
 
-def _two_turn_rollout(attempts):
-  """A Rollout whose turn 1 of row i is attempts[i] (each stopped), as
-  pair_batch reads it."""
+def _two_turn_rollout(attempts, stopped=None):
+  """A Rollout whose turn 1 of row i is attempts[i] (stopped[i], default
+  all stopped), as pair_batch reads it."""
   from score_jax import sampling  # pylint: disable=g-import-not-at-top
   rows, width = len(attempts), max(map(len, attempts))
   tokens = np.zeros((rows, width), np.int32)
@@ -189,25 +189,33 @@ def _two_turn_rollout(attempts):
   return sampling.Rollout(
       tokens=tokens, valid=masks[0].copy(), positions=np.zeros_like(tokens),
       turn_masks=masks, logprobs=np.zeros((rows, width), np.float32),
-      lengths=masks.sum(-1), stopped=np.ones((2, rows), bool))
+      lengths=masks.sum(-1),
+      stopped=np.ones((2, rows), bool) if stopped is None else
+      np.asarray([stopped, stopped], bool))
 
 
 def test_pair_sft_pairs_a_wrong_attempt_with_its_own_groups_answer():
   # Problem a is drawn twice in the step (a small split, or an epoch
   # boundary): groups [a, a], [b, b], [a, a] with k = 2. Each wrong first
   # attempt is paired with its own group's right one, never another group's.
+  # Each wrong attempt's turn is closed as the sampler closes it, whatever
+  # ended it: its own end_of_turn (rows 0, 3), another stop id (<eos>, row
+  # 4) or the budget (row 5) -- one end_of_turn, never two.
   a, b = TASK.problems("train")[:2]
-  attempts = [[11], [12, 13], [21], [22], [31], [32]]
+  end, eos = TOK.end_of_turn_id, TOK.eos_id
+  attempts = [[11, end], [12, 13, end], [21, end], [22, end], [31, eos],
+              [32, 33]]
   r1 = [0, 1, 1, 0, 0, 0]
   eps = episodes.Episodes(
       [a, a, b, b, a, a], np.asarray([r1, r1], np.float32),
-      ((), ()), np.ones((2, 6), int), rollout=_two_turn_rollout(attempts))
+      ((), ()), np.ones((2, 6), int),
+      rollout=_two_turn_rollout(attempts, [1, 1, 1, 1, 1, 0]))
   batch, pairs = episodes.pair_batch(eps, TOK, TASK, k=2)
   assert pairs == 4  # rows 0, 3, 4, 5
-  end = TOK.end_of_turn_id
   solution = lambda p: TOK.encode(TASK.solution(p)) + [end]
   want = [(attempts[0], attempts[1]), (attempts[3], attempts[2]),
-          (attempts[4], solution(a)), (attempts[5], solution(a))]
+          (attempts[4] + [end], solution(a)),
+          (attempts[5] + [end], solution(a))]
   for r, (attempt, answer) in enumerate(want):
     row = batch["tokens"][r][batch["valid"][r]].tolist()
     followup = TOK.followup_ids(TASK.correction_instruction)
