@@ -1,7 +1,9 @@
 """The code sandbox: correct programs pass, hostile programs fail safely."""
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -261,6 +263,19 @@ def test_basic_isolation_guard_blocks_files_and_sockets():
   assert r.passed, r
 
 
+# A grandchild that leaves the process group, prints its pid, closes its
+# pipes and sleeps: it outlives the run unless something kills it.
+_SETSID_STRAY = ("import os, time\n"
+                 "if os.fork() == 0:\n"
+                 "  os.setsid()\n"
+                 "  if os.fork() == 0:\n"
+                 "    print('stray', os.getpid(), flush=True)\n"
+                 "    os.closerange(0, 1024)\n"
+                 "    time.sleep(10**6)\n"
+                 "  os._exit(0)\n"
+                 "os.wait()\n")
+
+
 def test_basic_isolation_kills_what_left_the_process_group(monkeypatch):
   """Without a pid namespace a grandchild that called setsid() escapes the
   process-group kill; as root the host kills every process of the slot's
@@ -274,30 +289,57 @@ def test_basic_isolation_kills_what_left_the_process_group(monkeypatch):
   if not os.path.exists(system):
     pytest.skip(f"needs a system interpreter at {system}")
   monkeypatch.setattr(sys, "executable", system)
-  program = ("import os, time\n"
-             "if os.fork() == 0:\n"
-             "  os.setsid()\n"
-             "  if os.fork() == 0:\n"
-             "    print('stray', os.getpid(), flush=True)\n"
-             "    os.closerange(0, 1024)\n"
-             "    time.sleep(10**6)\n"
-             "  os._exit(0)\n"
-             "os.wait()\n")
-  r = code.run_program(program, "", isolation="basic", timeout_s=5.0)
+  r = code.run_program(_SETSID_STRAY, "", isolation="basic", timeout_s=5.0)
   assert r.passed, r
   stray = int(r.output.split()[1])
+  assert _stray_gone(stray), f"pid {stray} outlived its sandbox"
+
+
+def _stray_gone(pid: int) -> bool:
+  """Waits up to 5 s for `pid` to end (or be a zombie); kills it if not."""
   deadline = time.monotonic() + 5
-  alive = True
-  while alive and time.monotonic() < deadline:
+  while time.monotonic() < deadline:
     try:
-      with open(f"/proc/{stray}/stat") as f:
-        alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
+      with open(f"/proc/{pid}/stat") as f:
+        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+          return True
     except FileNotFoundError:
-      alive = False
+      return True
     time.sleep(0.05)
-  if alive:
-    os.kill(stray, 9)
-  assert not alive, f"pid {stray} outlived its sandbox"
+  os.kill(pid, 9)
+  return False
+
+
+def test_without_root_what_left_the_process_group_is_killed_too():
+  """A user without root: no slot uid to kill by, no pid namespace under
+  'basic'. The sandbox's own process is the subreaper of everything the
+  program starts, so a grandchild that called setsid() comes back to it as
+  an orphan and is killed when the run ends. Run as `nobody` with the system
+  Python (the host's run_program too: it imports only the standard
+  library)."""
+  system, setpriv = "/usr/bin/python3", shutil.which("setpriv")
+  if os.geteuid() != 0 or not setpriv or not os.path.exists(system):
+    pytest.skip("needs root, setpriv and a system interpreter to become "
+                "another user")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(code.__file__))))
+  script = (
+      "import sys\n"
+      f"sys.path.insert(0, {root!r})\n"
+      "from score_jax.rewards import code\n"
+      f"r = code.run_program({_SETSID_STRAY!r}, '', isolation='basic', "
+      "timeout_s=5.0)\n"
+      "print(r.passed, r.reason, r.isolation, r.output.strip())\n")
+  proc = subprocess.run(
+      [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", system,
+       "-I", "-c", script], capture_output=True, text=True, timeout=120,
+      cwd="/", check=False)
+  if "Permission denied" in proc.stderr:
+    pytest.skip(f"the checkout is not readable by nobody: {proc.stderr}")
+  assert proc.returncode == 0, proc.stderr
+  passed, reason, *_, stray = proc.stdout.split()
+  assert (passed, reason) == ("True", "passed"), proc.stdout
+  assert _stray_gone(int(stray)), f"pid {stray} outlived its sandbox"
 
 
 def test_run_many_is_parallel_and_ordered():

@@ -37,6 +37,7 @@ _CLONE_NEWNET = 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+_PR_SET_CHILD_SUBREAPER = 36
 # mount_setattr(2): the same number on every architecture (unified table).
 _SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
@@ -485,14 +486,60 @@ def _reap_until(pid: int) -> int:
       return os.WEXITSTATUS(status)
 
 
+def _children() -> list[int]:
+  """This process's live children (from /proc: orphans adopted as the
+  subreaper are children no fork of ours made)."""
+  me, found = os.getpid(), []
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      with open(f"/proc/{name}/stat", "rb") as f:
+        stat = f.read()
+    except OSError:
+      continue  # It ended meanwhile.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    if int(fields[1]) == me and fields[0] != b"Z":
+      found.append(int(name))
+  return found
+
+
+def _kill_adopted():
+  """SIGKILLs what is left below B after the run, as the subreaper: a
+  descendant that left the process group (`setsid()`) escapes the host's
+  group kill and, without a pid namespace or a uid of the slot's own, would
+  outlive the run. Its orphans come back to us as they are killed; RLIMIT_NPROC
+  bounds how fast they can fork."""
+  import time  # pylint: disable=g-import-not-at-top
+  for _ in range(1000):
+    kids = _children()
+    for pid in kids:
+      try:
+        os.kill(pid, 9)
+      except ProcessLookupError:
+        pass
+    while True:
+      try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+          break
+      except ChildProcessError:
+        break
+    if not kids:
+      return
+    time.sleep(0.001)
+
+
 def main():
   cfg = _read_payload()
   nonce, status_fd = cfg.pop("nonce"), int(cfg.pop("status_fd"))
   namespaces = []
+  _, libc = _libc()
   if cfg["isolation"] == "full":
-    _, libc = _libc()
     namespaces = _enter_namespaces(libc)
   cfg["namespaces"] = namespaces
+  # Orphans of the program's processes are reparented to B, not to the
+  # host's init, so B can end them (`_kill_adopted`).
+  libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
   # B (here) stays outside the new pid namespace; its child C is that
   # namespace's init, which the kernel shields from SIG_DFL signals (the CPU
   # limit's SIGXCPU, kill(0, SIGKILL)), so the program runs in C's child D.
@@ -512,7 +559,9 @@ def main():
     os._exit(_reap_until(runner))
   os.close(status_fd)
   del nonce
-  os._exit(_reap_until(init))
+  code = _reap_until(init)
+  _kill_adopted()
+  os._exit(code)
 
 
 if __name__ == "__main__":
