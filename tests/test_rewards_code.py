@@ -330,12 +330,16 @@ def test_without_root_what_left_the_process_group_is_killed_too():
       f"r = code.run_program({_SETSID_STRAY!r}, '', isolation='basic', "
       "timeout_s=5.0)\n"
       "print(r.passed, r.reason, r.isolation, r.output.strip())\n")
-  proc = subprocess.run(
-      [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", system,
-       "-I", "-c", script], capture_output=True, text=True, timeout=120,
-      cwd="/", check=False)
-  if "Permission denied" in proc.stderr:
-    pytest.skip(f"the checkout is not readable by nobody: {proc.stderr}")
+  as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+               system, "-I", "-c"]
+  probe = subprocess.run(
+      as_nobody + [f"import sys; sys.path.insert(0, {root!r}); "
+                   "import score_jax.rewards.code"],
+      capture_output=True, text=True, timeout=60, cwd="/", check=False)
+  if probe.returncode:
+    pytest.skip(f"nobody cannot import the checkout: {probe.stderr[-300:]}")
+  proc = subprocess.run(as_nobody + [script], capture_output=True, text=True,
+                        timeout=120, cwd="/", check=False)
   assert proc.returncode == 0, proc.stderr
   passed, reason, *_, stray = proc.stdout.split()
   assert (passed, reason) == ("True", "passed"), proc.stdout
