@@ -14,6 +14,8 @@ tests, limits, the run's nonce, the status fd), then:
   3. D writes one JSON record carrying the nonce to the status fd: `passed`
      only after every test statement ran; C and B exit with D's status, and
      C's exit makes the kernel kill whatever D left in the namespace.
+     Without a pid namespace, B, the subreaper of everything below it,
+     kills what is left (even processes that left the group by setsid()).
 
 The nonce is read before any untrusted code runs and never enters the
 program's globals, environment, argv or files, so a program that exits early
