@@ -227,10 +227,12 @@ main() {
   [[ "${NAME}" =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] ||
     die "--name='${NAME}': use lowercase letters, digits and '-', starting with a letter"
   [[ -n "${ZONE}" ]] || die "--zone (or TPU_ZONE) is required, e.g. --zone=us-central2-b"
-  [[ "${ACCELERATOR_TYPE}" =~ ^v[0-9]+[a-z]*-[0-9]+$ ]] ||
-    die "--accelerator-type='${ACCELERATOR_TYPE}' is not like v4-8, v5litepod-16 or v5p-128"
   [[ "${WORKER}" =~ ^([0-9]+|all)$ ]] || die "--worker='${WORKER}' must be a worker number or 'all'"
-  if [[ -z "${RUNTIME}" ]]; then RUNTIME="$(default_runtime "${ACCELERATOR_TYPE}")"; fi
+  if [[ "${command}" == create ]]; then  # the only command that uses them
+    [[ "${ACCELERATOR_TYPE}" =~ ^v[0-9]+[a-z]*-[0-9]+$ ]] ||
+      die "--accelerator-type='${ACCELERATOR_TYPE}' is not like v4-8, v5litepod-16 or v5p-128"
+    if [[ -z "${RUNTIME}" ]]; then RUNTIME="$(default_runtime "${ACCELERATOR_TYPE}")"; fi
+  fi
   if [[ "${DRY_RUN}" == 0 ]] && ! command -v gcloud > /dev/null; then
     die "gcloud not found: install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install) or use --dry-run"
   fi

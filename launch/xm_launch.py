@@ -1,8 +1,8 @@
 r"""XManager launcher for `score-jax train`.
 
 The job (image, arguments, executor, resources) is built as plain data by
-`build_spec`, so `--dry-run` prints it without xmanager installed; only
-`launch` imports xmanager (`pip install -e ".[launch]"`).
+`build_spec`, so `--dry-run` prints it without xmanager installed; `launch`
+needs it (`pip install -e ".[launch]"`).
 
 Executors:
   local   xm_local.Local: a Docker container on this machine (CPU, or
@@ -17,7 +17,7 @@ Executors:
 
 Usage:
   python launch/xm_launch.py --dry-run --config=configs/smoke.py \
-      --workdir=/tmp/smoke --set=train.steps=3
+      --workdir=/tmp/smoke --set=schedule=stage1:3,stage2:3
   xmanager launch launch/xm_launch.py -- --executor=vertex \
       --config=configs/smoke.py --workdir=gs://BUCKET/smoke \
       --accelerator=a100 --accelerator_count=8
@@ -36,6 +36,15 @@ from typing import Any, Optional, Sequence
 
 from absl import app
 from absl import flags
+
+try:
+  # `xmanager launch` parses this script's flags together with its own
+  # (--xm_launch_script, which it always adds, --xm_wrap_late_bindings):
+  # they exist once these modules are imported.
+  from xmanager import xm  # pylint: disable=g-import-not-at-top
+  from xmanager import xm_flags  # pylint: disable=g-import-not-at-top
+except ImportError:  # a dry run needs neither
+  xm = xm_flags = None
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXECUTORS = ("local", "vertex", "tpu")
@@ -115,7 +124,7 @@ def _check_override(config: Any, override: str, config_name: str) -> str:
   key, sep, value = override.partition("=")
   if not sep or not key or key.startswith("config."):
     raise SpecError(f"--set={override!r}: expected key=value with a config "
-                    "key such as train.steps=10 (no 'config.' prefix)")
+                    "key such as rollout.temperature=0.7 (no 'config.' prefix)")
   node = config
   for depth, part in enumerate(key.split(".")):
     if not hasattr(node, "keys") or part not in node:
@@ -306,14 +315,11 @@ def build_spec(config: str, workdir: str, overrides: Sequence[str] = (),
 
 def launch(spec: dict[str, Any]) -> None:
   """Creates the experiment from `spec` with xmanager and adds the job."""
-  try:
-    from xmanager import xm  # pylint: disable=g-import-not-at-top
-    from xmanager import xm_local  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
+  if xm is None:
     raise SystemExit("xm_launch: xmanager is not installed: "
-                     "pip install -e '.[launch]' (or use --dry-run)") from e
+                     "pip install -e '.[launch]' (or use --dry-run)")
+  from xmanager import xm_local  # pylint: disable=g-import-not-at-top
   if "--xm_wrap_late_bindings" in spec["xm_flags"]:
-    from xmanager import xm_flags  # pylint: disable=g-import-not-at-top
     if not xm_flags.WRAP_LATE_BINDINGS.value:
       raise SystemExit("xm_launch: a multi-host Vertex job binds the "
                        "coordinator address at run time: launch with "

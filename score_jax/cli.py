@@ -47,33 +47,29 @@ def run(argv=None):
           file=sys.stderr)
     return 2
   module = importlib.import_module(f"score_jax.commands.{command}")
-  rest = argv[2:]
-  if not any(a.startswith(("--verbosity", "-v=", "--v=")) for a in rest):
-    # Orbax and JAX log every checkpoint step at INFO: warnings and up by
-    # default, `--verbosity=0` for everything.
-    rest.append("--verbosity=-1")
+  # Orbax and JAX log every checkpoint step at INFO: warnings and up by
+  # default. First, so a user's `--verbosity=0` / `-v 0` (absl: the last
+  # value wins) shows everything.
+  rest = ["--verbosity=-1"] + argv[2:]
   if any(a in ("-h", "--help", "--helpshort") for a in rest):
     print(f"score-jax {command}: {COMMANDS[command]}\n\n"
           f"{flags.FLAGS.module_help(module)}")
     return 0
-  started = False
 
-  def main(argv):
-    nonlocal started
-    started = True
-    return module.main(argv)
+  def parse(args):
+    """absl's parse, with bad flags as one line and exit status 2: an unknown
+    flag, a value of the wrong type, a misspelt `--config.<field>`
+    (ml_collections raises AttributeError), a config file that is missing or
+    does not load."""
+    try:
+      return flags.FLAGS(args)
+    except (flags.Error, AttributeError) + commands.INPUT_ERRORS as e:
+      if os.environ.get("SCORE_JAX_TRACEBACK"):
+        raise
+      commands.fail(command, f"bad flags: {commands.message(e)}")
 
-  try:
-    app.run(main, argv=[f"score-jax {command}"] + rest)
-  except (AttributeError,) + commands.INPUT_ERRORS as e:
-    # Raised while parsing flags, before the command ran: a misspelt
-    # `--config.<field>` (ml_collections raises AttributeError), a config
-    # file that is missing or does not load.
-    if started or os.environ.get("SCORE_JAX_TRACEBACK"):
-      raise
-    print(f"score-jax {command}: bad flags: {commands.message(e)}",
-          file=sys.stderr)
-    return 2
+  app.run(module.main, argv=[f"score-jax {command}"] + rest,
+          flags_parser=parse)
   return 0
 
 

@@ -175,6 +175,25 @@ def test_comparison_labels_must_match_the_reports(tmp_path):
     eval_cmd.comparison("this.json", "this", ["a.json"], ["A", "B", "C"])
 
 
+def test_bad_labels_are_refused_before_the_evaluation(tmp_path):
+  base = _report(tmp_path / "base.json", _TWO_TURN)
+  cmd = [sys.executable, "-m", "score_jax.cli", "eval",
+         f"--config={REPO / 'configs' / 'smoke.py'}",
+         "--checkpoint=preset:tiny-llama", f"--workdir={tmp_path / 'w'}",
+         f"--compare={base}", "--labels=A,B,C"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                        cwd=REPO, env=dict(os.environ, XLA_FLAGS=""))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip() == ("score-jax eval: --labels: 3 labels for 1 "
+                                 "--compare reports (give one per report, "
+                                 "optionally one more for this run)")
+  assert not (tmp_path / "w").exists()  # nothing was evaluated
+
+
+_TWO_TURN = {"acc@t1": 0.25, "acc@t2": 0.5, "delta(t1,t2)": 0.25,
+             "delta_i2c(t1,t2)": 0.25, "delta_c2i(t1,t2)": 0.0}
+
+
 def _report(path, metrics):
   path.write_text(json.dumps({"metrics": metrics}))
   return str(path)
@@ -190,10 +209,8 @@ def test_compare_reports_are_checked_before_the_eval_and_labels_default(
   passk = _report(tmp_path / "passk.json", {"pass@4(t1)": 0.5})
   with pytest.raises(ValueError, match="passk.json has no acc@t1, acc@t2"):
     eval_cmd.check_compare([passk])
-  two_turn = {"acc@t1": 0.25, "acc@t2": 0.5, "delta(t1,t2)": 0.25,
-              "delta_i2c(t1,t2)": 0.25, "delta_c2i(t1,t2)": 0.0}
-  base = _report(tmp_path / "base.json", two_turn)
-  this = _report(tmp_path / "this.json", two_turn)
+  base = _report(tmp_path / "base.json", _TWO_TURN)
+  this = _report(tmp_path / "this.json", _TWO_TURN)
   eval_cmd.check_compare([base])
   table = eval_cmd.comparison(this, "trained", [base], [])
   assert [line.split("|")[1].strip()

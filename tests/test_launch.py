@@ -207,6 +207,16 @@ def test_argument_errors(args, message):
   assert message in proc.stderr
 
 
+def test_accelerator_type_matters_to_create_only():
+  """A TPU_TYPE without a default runtime (or a typo in it) does not stop
+  the commands that never use it: a run can still be stopped."""
+  env = {**os.environ, "TPU_TYPE": "v9-8"}
+  for command in ("stop", "logs", "delete"):
+    _sh(*BASE, command, "--dry-run", env=env)
+  proc = _sh(*BASE, "create", "--dry-run", env=env, check=False)
+  assert "no default --version for accelerator type 'v9-8'" in proc.stderr
+
+
 def test_missing_gcloud_is_named(tmp_path):
   bindir = tmp_path / "bin"  # A PATH with what the script needs, no gcloud.
   bindir.mkdir()
@@ -373,7 +383,40 @@ def test_xm_broken_config_is_named(project):
   assert "empty.py defines no get_config()" in proc.stderr
 
 
-def test_xm_dry_run_does_not_import_xmanager(project, tmp_path):
+def test_xm_flags_parse_as_the_xmanager_cli_gives_them(project, tmp_path):
+  """`xmanager launch launch/xm_launch.py -- ...` imports the script as a
+  module, then runs its main with `--xm_launch_script=<path>` added to the
+  arguments (xmanager 0.8.5, cli._launch_command): a flag that xmanager.xm
+  defines, like --xm_wrap_late_bindings (xmanager.xm_flags). A stand-in
+  xmanager that defines just those flags runs the same sequence."""
+  fake = tmp_path / "fake" / "xmanager"
+  (fake / "xm").mkdir(parents=True)
+  (fake / "__init__.py").write_text("")
+  (fake / "xm" / "__init__.py").write_text(
+      "from absl import flags\n"
+      "flags.DEFINE_string('xm_launch_script', None, '')\n")
+  (fake / "xm_flags.py").write_text(
+      "from absl import flags\n"
+      "WRAP_LATE_BINDINGS = flags.DEFINE_boolean('xm_wrap_late_bindings', "
+      "False, '')\n")
+  cli = (
+      "import importlib, sys\n"
+      "from absl import app\n"
+      f"sys.path.insert(0, {str(XM_LAUNCH.parent)!r})\n"
+      "m = importlib.import_module('xm_launch')\n"
+      f"app.run(m.main, argv=[{str(XM_LAUNCH)!r}, "
+      f"'--xm_launch_script={XM_LAUNCH}'] + sys.argv[1:])\n")
+  proc = subprocess.run(
+      [sys.executable, "-c", cli, "--dry-run", "--xm_wrap_late_bindings",
+       f"--project_dir={project}", "--config=configs/sample.py",
+       f"--workdir={tmp_path}/w"],
+      capture_output=True, text=True, timeout=60, check=False,
+      env={**os.environ, "PYTHONPATH": str(fake.parent)})
+  assert proc.returncode == 0, proc.stderr
+  assert json.loads(proc.stdout)["jobs"][0]["name"] == "host_0"
+
+
+def test_xm_dry_run_needs_no_xmanager(project, tmp_path):
   # A stand-in `xmanager` package that fails on import: the dry run must
   # still work (xmanager is an optional extra).
   fake = tmp_path / "fake" / "xmanager"

@@ -257,6 +257,12 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
      "score-jax train: config.schedule: unknown stage 'stage3'"),
     ("gs://bucket/run", "--config.seed=0",
      "score-jax train: --workdir=gs://bucket/run: a URL, not a directory"),
+    (None, "--config.seed=abc",
+     "score-jax train: bad flags: flag --config.seed=abc: invalid literal"),
+    (None, "--bogus=1",
+     "score-jax train: bad flags: Unknown command line flag 'bogus'"),
+    (None, "--num_processes=2",
+     "score-jax train: multi-process start needs --coordinator_address"),
 ])
 def test_bad_input_is_one_line_not_a_traceback(tmp_path, workdir, flag,
                                                 message):
@@ -264,7 +270,8 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, workdir, flag,
   out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
                        timeout=120)
   assert out.returncode == 2
-  assert message in out.stderr and "Traceback" not in out.stderr
+  assert message in out.stderr
+  assert "Traceback" not in out.stderr and "FATAL" not in out.stderr
   assert not os.listdir(tmp_path)  # nothing written, no local 'gs:' folder
 
 

@@ -3,7 +3,7 @@
 import contextlib
 import os
 import sys
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 # What bad input raises: a missing or unreadable file, an unknown name, a
 # value out of range.
@@ -21,8 +21,13 @@ def bad_input(command: str) -> Iterator[None]:
   except INPUT_ERRORS as e:
     if os.environ.get("SCORE_JAX_TRACEBACK"):
       raise
-    print(f"score-jax {command}: {message(e)}", file=sys.stderr)
-    raise SystemExit(2) from None
+    fail(command, message(e))
+
+
+def fail(command: str, text: str) -> NoReturn:
+  """Bad input: `score-jax <command>: <text>` on stderr, exit status 2."""
+  print(f"score-jax {command}: {text}", file=sys.stderr)
+  raise SystemExit(2)
 
 
 def message(error: BaseException) -> str:

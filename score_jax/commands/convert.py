@@ -24,7 +24,7 @@ _CHECK = flags.DEFINE_bool("check", True, "Reload the written copy and "
 
 def main(argv):
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    commands.fail("convert", f"unexpected arguments: {argv[1:]}")
   with commands.bad_input("convert"):
     kind = _TO.value.partition(":")[0] if _TO.value else ""
     if kind not in ("hf", "orbax", "gemma-flax"):

@@ -355,13 +355,19 @@ def comparison(report_json: str, name: str, compare: Sequence[str],
   runs = list(compare) + [report_json]
   if not labels:  # each run by its report's name
     labels = [pathlib.Path(p).stem for p in compare]
+  check_labels(labels, compare)
   if len(labels) == len(compare):
     labels = list(labels) + [name]
-  if len(labels) != len(runs):
+  return reports.compare_runs(runs, labels)
+
+
+def check_labels(labels: Sequence[str], compare: Sequence[str]) -> None:
+  """One --labels entry per --compare report, optionally one more for this
+  run: checked before the evaluation runs, not after it."""
+  if labels and len(labels) not in (len(compare), len(compare) + 1):
     raise EvalInputError(f"--labels: {len(labels)} labels for "
                          f"{len(compare)} --compare reports (give one per "
                          "report, optionally one more for this run)")
-  return reports.compare_runs(runs, labels)
 
 
 def check_report_name(workdir: str, name: str, settings: dict[str, Any]
@@ -406,15 +412,16 @@ def main(argv):
   # Checked here, not with flags.mark_flags_as_required: absl flags are
   # process-global (see commands/train.py).
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    commands.fail("eval", f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or not _CHECKPOINT.value:
-    raise SystemExit("score-jax eval needs --config=configs/<x>.py and "
-                     "--checkpoint=<workdir, checkpoint dir or model spec>")
+    commands.fail("eval", "needs --config=configs/<x>.py and "
+                  "--checkpoint=<workdir, checkpoint dir or model spec>")
   from score_jax.evaluation import files, reports  # pylint: disable=g-import-not-at-top
   try:
     if _LABELS.value and not _COMPARE.value:
       raise EvalInputError("--labels needs --compare")
     check_compare(_COMPARE.value or [])
+    check_labels(_LABELS.value, _COMPARE.value or [])
     out = run_eval(_CONFIG.value, _CHECKPOINT.value, workdir=_WORKDIR.value,
                    task=_TASK.value, num_turns=_NUM_TURNS.value,
                    protocol=_PROTOCOL.value, name=_NAME.value)
@@ -433,6 +440,6 @@ def main(argv):
       print("\n" + table, end="")
       out["paths"]["compare"] = path
   except EvalInputError as e:
-    raise SystemExit(f"score-jax eval: {e}") from None
+    commands.fail("eval", str(e))
   for kind, path in out["paths"].items():
     print(f"{kind}: {path}")

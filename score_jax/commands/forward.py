@@ -17,7 +17,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed for weights and tokens.")
 
 def main(argv):
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    commands.fail("forward", f"unexpected arguments: {argv[1:]}")
   with commands.bad_input("forward"):
     config = models.get_preset(_PRESET.value)
   print(f"{_PRESET.value}: {models.count_params(config) / 1e6:.1f}M params, "

@@ -54,8 +54,8 @@ def _model_config(config, preset):
     return models.get_preset(preset).replace(**dtypes)
   spec = config.model.spec
   if not spec.startswith("preset:"):
-    raise SystemExit(f"config.model.spec={spec!r} is not a 'preset:' spec; "
-                     "pass --model=<preset> to plan for its size")
+    commands.fail("plan", f"config.model.spec={spec!r} is not a 'preset:' "
+                  "spec; pass --model=<preset> to plan for its size")
   return models.get_preset(spec.partition(":")[2]).replace(
       **dtypes, **config.model.preset_overrides.to_dict())
 
@@ -72,15 +72,15 @@ def _workload(config):
                              micro_batches=config.step.micro_batches,
                              logits_chunk=config.step.logits_chunk)
   except ValueError as e:
-    raise SystemExit(f"plan: {e}") from None
+    commands.fail("plan", str(e))
 
 
 def main(argv):
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    commands.fail("plan", f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   if config is None:
-    raise SystemExit("--config is required (e.g. configs/smoke.py)")
+    commands.fail("plan", "--config is required (e.g. configs/smoke.py)")
   with commands.bad_input("plan"):
     rules = tuple(tuple(r) for r in config.mesh.rules)
     workload = _workload(config)
@@ -101,11 +101,11 @@ def main(argv):
     print(plan_lib.markdown_table(rows))
     return
   if not _MESH.value:
-    raise SystemExit("--mesh is required (or --table)")
+    commands.fail("plan", "--mesh is required (or --table)")
   try:
     mesh = plan_lib.parse_mesh(_MESH.value, _HBM.value)
   except ValueError as e:
-    raise SystemExit(str(e)) from None
+    commands.fail("plan", str(e))
   with commands.bad_input("plan"):
     model = _model_config(config, _MODEL.value)
   plan = plan_lib.make_plan(model, mesh, workload, rules)
@@ -116,10 +116,11 @@ def main(argv):
   if _CHECK.value:
     import jax  # pylint: disable=g-import-not-at-top
     if jax.device_count() != mesh.num_devices:
-      raise SystemExit(
-          f"--check needs {mesh.num_devices} devices for mesh {mesh.shape}, "
-          f"{jax.device_count()} are here (on CPU set XLA_FLAGS="
-          f"--xla_force_host_platform_device_count={mesh.num_devices})")
+      commands.fail(
+          "plan", f"--check needs {mesh.num_devices} devices for mesh "
+          f"{mesh.shape}, {jax.device_count()} are here (on CPU set "
+          f"XLA_FLAGS=--xla_force_host_platform_device_count="
+          f"{mesh.num_devices})")
     memory, batch_bytes = plan_lib.compiled_memory(
         model, mesh.shape, workload, rules, config.rollout.samples_per_prompt)
     print(plan_lib.check_report(plan, memory, batch_bytes))

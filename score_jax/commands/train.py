@@ -25,12 +25,12 @@ def main(argv):
   # process-global, and a required flag of one command would break parsing
   # of every other command imported in the same process.
   if len(argv) > 1:
-    raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    commands.fail("train", f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or not _WORKDIR.value:
-    raise SystemExit("score-jax train needs --config=configs/<x>.py and "
-                     "--workdir=<dir>")
-  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
-                         _PROCESS_ID.value)
+    commands.fail("train", "needs --config=configs/<x>.py and --workdir=<dir>")
+  with commands.bad_input("train"):  # inconsistent multi-process flags
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value)
   import os  # pylint: disable=g-import-not-at-top
   from score_jax import train  # pylint: disable=g-import-not-at-top
   from score_jax.evaluation import reports  # pylint: disable=g-import-not-at-top
