@@ -175,9 +175,11 @@ class Trainer:
     self.train_problems = self.task.problems(config.task.train_split)
     self.eval_problems = self.task.problems(
         config.task.eval_split)[:config.eval.num_problems]
-    if not self.train_problems:
-      raise ValueError(f"task {self.task.name}: split "
-                       f"{config.task.train_split!r} has no problems")
+    for split, problems in ((config.task.train_split, self.train_problems),
+                            (config.task.eval_split, self.eval_problems)):
+      if not problems:
+        raise ValueError(f"task {self.task.name}: split {split!r} has no "
+                         "problems")
 
     opt = config.optimizer
     self.optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(

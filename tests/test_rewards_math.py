@@ -38,6 +38,9 @@ def _math500() -> list:
     (r"\text{(C)}", "(C)"),
     (r"2\sqrt{3}", r"\sqrt{12}"),
     (r"\{1, 2\}", r"\{2, 1\}"),
+    ("70, 110", "70,110"),  # MATH test: "find all x", two angles
+    ("52_8", "52_{8}"),
+    ("5x - 7y + 11z + 4 = 0", "5x-7y+11z+4=0"),
 ])
 def test_equivalent_forms_grade_correct_both_ways(a, b):
   assert math_reward.grade(_final(a), b) == 1.0
@@ -47,6 +50,10 @@ def test_equivalent_forms_grade_correct_both_ways(a, b):
 @pytest.mark.parametrize("a, b", [
     ("3", "4"), (r"\frac{1}{3}", "0.33"), ("(1, 2)", "(2, 1)"),
     (r"\sqrt{2}", "2"), ("-5", "5"), (r"\text{Evelyn}", r"\text{Bob}"),
+    # math-verify alone compares an equation's right-hand side and drops a
+    # base's subscript: the answer 0 is not every plane's equation.
+    ("0", "5x - 7y + 11z + 4 = 0"), ("3x + 2y = 0", "0"), ("52_9", "52_8"),
+    ("4210_{6}", "4210_{5}"),
 ])
 def test_different_answers_grade_incorrect(a, b):
   assert math_reward.grade(_final(a), b) == 0.0
@@ -102,8 +109,7 @@ def mismatched_pairs(records: list) -> list:
 def test_math500_mismatched_pairs_grade_incorrect():
   pairs = mismatched_pairs(_math500())
   grades = math_reward.grade_many([p[0] for p in pairs], [p[1] for p in pairs])
-  wrong_rate = 1.0 - sum(grades) / len(grades)
-  assert wrong_rate >= 0.995, [p for p, g in zip(pairs, grades) if g]
+  assert not [p for p, g in zip(pairs, grades) if g]
 
 
 def test_grade_many_matches_grade_in_the_pool():

@@ -70,14 +70,22 @@ def test_math500_loads_shuffles_and_its_solutions_earn_reward():
 
 
 def test_full_math_answers_from_boxed_and_exclusion_is_logged(caplog):
-  task = get_task("math", test_path=_data("math_test.jsonl"),
-                  exclude_path=_data("math500_test.jsonl"), seed=None)
+  """Training on the full MATH test set minus MATH500, evaluating on
+  MATH500: the exclusion filters every split but the one read from the
+  excluded file itself."""
+  math500 = _data("math500_test.jsonl")
+  task = get_task("math", train_path=_data("math_test.jsonl"),
+                  test_path=math500, exclude_path=math500, seed=None)
   with caplog.at_level(logging.WARNING):
-    problems = task.problems("test")
+    problems = task.problems("train")
   assert len(problems) == 4500
   assert "skipped 500 rows: 500 listed in exclude_path" in caplog.text
   assert all(p.reference for p in problems)
   assert task.reward(problems[0], task.solution(problems[0])) == 1.0
+  assert len(task.problems("test")) == 500
+  same = get_task("math", test_path=_data("math_test.jsonl"),
+                  exclude_path=math500, seed=None)
+  assert len(same.problems("test")) == 4500
 
 
 def test_bad_rows_are_counted_and_logged(tmp_path, caplog):

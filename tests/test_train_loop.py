@@ -369,3 +369,12 @@ def test_non_finite_steps_stop_the_run_and_are_never_saved(tmp_path):
           state=ocp.args.StandardRestore()))["state"]
       leaves = jax.tree.leaves(state["params"])
       assert all(np.isfinite(np.asarray(x)).all() for x in leaves), step
+
+
+def test_a_split_without_problems_is_refused(tmp_path):
+  """An empty held-out split would train a run that never evaluates."""
+  config = smoke_config()
+  for split in ("train", "test"):
+    config.task.options.split_sizes = {"train": 1000, "test": 100, split: 0}
+    with pytest.raises(ValueError, match=f"split '{split}' has no problems"):
+      train_lib.Trainer(config, str(tmp_path / split))

@@ -140,8 +140,9 @@ def _fix_slash(s: str) -> str:
   return f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}" if m else s
 
 
-def normalize_answer(answer: str) -> str:
-  """Hendrycks-MATH-style canonical string of an answer."""
+def normalize_answer(answer: str, thousands: bool = True) -> str:
+  """Hendrycks-MATH-style canonical string of an answer (`thousands`: read
+  `1,000` as one number; False keeps such commas, as in a list `70,110`)."""
   s = str(answer).strip().replace("\n", "").rstrip(".")
   s = s.replace("\\!", "").replace("\\\\", "\\")
   s = s.replace("tfrac", "frac").replace("dfrac", "frac")
@@ -157,7 +158,8 @@ def normalize_answer(answer: str) -> str:
              s.strip())
   # Thousands separators in a number alone (1,000,000 -> 1000000); commas
   # in tuples and intervals stay: (2,12) \cup (12,102).
-  if re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?", s.strip()):
+  if thousands and re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?",
+                                s.strip()):
     s = s.replace("{,}", "").replace(",", "")
   s = s.replace(" .", " 0.").replace("{.", "{0.")
   if s.startswith("."):
@@ -188,16 +190,33 @@ def _as_number(normalized: str) -> Optional[fractions.Fraction]:
   return sign * fractions.Fraction(int(m.group(3)), int(m.group(4)))
 
 
+# A number in a base: `52_8`, `4210_{5}`, `A2_{16}`.
+_BASE_NUMBER = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?")
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def answers_equivalent(predicted: str, reference: str) -> bool:
   """Whether two answer strings denote the same mathematical object."""
   pred, ref = normalize_answer(predicted), normalize_answer(reference)
   if pred == ref:
     return True
+  # `70,110` is a thousands-separated number or a list of two: either
+  # reading, when both answers are read alike, is a match.
+  if normalize_answer(predicted, False) == normalize_answer(reference, False):
+    return True
   # Two plain numbers: decide exactly, without sympy (most MATH answers).
   a, b = _as_number(pred), _as_number(ref)
   if a is not None and b is not None:
     return a == b
+  # An equation (or assignment to more than a short name) answers only an
+  # equation: math-verify compares the right-hand sides alone, so `0` would
+  # match every plane `ax + by + cz + d = 0`, and `3x + 2y = 0` the answer 0.
+  if ("=" in pred) != ("=" in ref):
+    return False
+  # math-verify drops a base's subscript: 52_9 would match 52_8.
+  bases = _BASE_NUMBER.fullmatch(pred), _BASE_NUMBER.fullmatch(ref)
+  if bases[0] and bases[1]:
+    return bases[0].groups() == bases[1].groups()
   return _verify(predicted, reference)
 
 

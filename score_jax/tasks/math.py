@@ -7,6 +7,7 @@ GSM8K: JSONL with `question` and `answer` (worked solution ending in
 (array_record files; no TensorFlow needed; `tfds_data_dir=` for offline use).
 """
 
+import os
 import re
 from typing import Optional
 
@@ -67,7 +68,9 @@ class MathTask(_AnswerTask):
 
   Options: path / train_path / test_path / paths (JSONL files),
   exclude_path (drop problems that also appear there, e.g. MATH500 from the
-  full MATH test set when training on it), and the common Task options.
+  full MATH test set when training on it; a split read from that file itself
+  is not filtered, so MATH500 can be both the exclusion and the held-out
+  split), and the common Task options.
   """
   name = "math"
 
@@ -79,7 +82,7 @@ class MathTask(_AnswerTask):
     path = self._path(split)
     skips = SkipLog(f"{self.name}/{split} ({path})")
     excluded = set()
-    if self.exclude_path:
+    if self.exclude_path and not _same_file(path, self.exclude_path):
       ex_skips = SkipLog(f"{self.name} exclude_path ({self.exclude_path})")
       excluded = {_key(r["problem"]) for _, r in
                   _files.read_records(self.exclude_path, ex_skips)
@@ -111,6 +114,13 @@ class MathTask(_AnswerTask):
           reference=answer.strip(), meta=meta))
     skips.report(len(problems))
     return problems
+
+
+def _same_file(a: str, b: str) -> bool:
+  try:
+    return os.path.samefile(a, b)
+  except OSError:  # one is missing (reading it names it) or not local
+    return a == b
 
 
 def _key(text: str) -> str:
