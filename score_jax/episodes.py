@@ -216,16 +216,16 @@ def _end_ids(tokenizer) -> list[int]:
   return [end if end is not None else tokenizer.eos_id]
 
 
-def _closing_ids(tokenizer, turn: list[int], stopped: bool) -> list[int]:
+def _closing_ids(tokenizer, turn: list[int]) -> list[int]:
   """What closes a sampled model turn before the next turn's follow-up, as
-  the sampler closes it: end_of_turn unless the turn already ends with it
-  (a turn that stopped on another stop id, e.g. Gemma's <eos>, or ran out of
-  budget); without an end-of-turn token (plain format), the end id unless
-  the turn stopped."""
+  the sampler closes it (`sampling.decode.append_followup`): end_of_turn
+  unless the turn already ends with it (a turn that stopped on another stop
+  id, e.g. Gemma's <eos>, or ran out of budget); nothing without an
+  end-of-turn token (plain format)."""
   end = tokenizer.end_of_turn_id
-  if end is None:
-    return [] if stopped else _end_ids(tokenizer)
-  return [] if turn and turn[-1] == end else [end]
+  if end is None or (turn and turn[-1] == end):
+    return []
+  return [end]
 
 
 def _picked(index: int, fraction: float) -> bool:
@@ -321,7 +321,7 @@ def pair_batch(episodes: Episodes, tokenizer, task: Task, k: int
         continue
       answer = tokenizer.encode(text) + _end_ids(tokenizer)
     attempt = tokens[i][masks[0, i]].tolist()
-    attempt += _closing_ids(tokenizer, attempt, bool(ro.stopped[0][i]))
+    attempt += _closing_ids(tokenizer, attempt)
     rows.append([(prompt_ids(tokenizer, problem), -1), (attempt, -1),
                  (instruction, -1), (answer, 1)])
   pairs = len(rows)

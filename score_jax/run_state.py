@@ -130,8 +130,9 @@ def finished_steps(directory: str) -> list[int]:
 def find_checkpoint(path: str) -> Optional[tuple[str, int]]:
   """The training checkpoint `path` names: a step directory
   (`<workdir>/checkpoints/<step>`, holding state/), a checkpoints directory
-  (`checkpoints` or `checkpoints_best`: its latest finished step) or a
-  workdir (the latest step of its checkpoints/). Returns (the checkpoints
+  (`checkpoints`: its latest finished step; `checkpoints_best`: its step of
+  the highest training reward) or a workdir (the latest step of its
+  checkpoints/). Returns (the checkpoints
   directory, the step), or None when `path` is none of these; ValueError,
   naming the path, for a step directory not named by its number or a run
   without a finished checkpoint."""
@@ -153,7 +154,22 @@ def find_checkpoint(path: str) -> Optional[tuple[str, int]]:
   if not steps:
     raise ValueError(f"{directory}: holds no finished checkpoint (was the run "
                      "stopped before its first save?)")
+  if os.path.basename(directory) == "checkpoints_best":
+    # One step, except when a run stopped between saving a step and
+    # dropping the worse one: the best, the latest of equals.
+    return directory, max(steps, key=lambda s: (_train_reward(directory, s), s))
   return directory, steps[-1]
+
+
+def _train_reward(directory: str, step: int) -> float:
+  """The training reward `RunCheckpoints.best` saved with a step (Orbax's
+  metrics item); -inf where it cannot be read."""
+  try:
+    with open(os.path.join(directory, str(step), "metrics", "metrics"),
+              encoding="utf-8") as f:
+      return float(json.load(f)["train_reward"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return float("-inf")
 
 
 def open_start(path: str) -> tuple[ocp.CheckpointManager, int]:

@@ -279,3 +279,22 @@ def test_lr_by_stage_overrides_a_stages_peak():
   c.lr_by_stage.stage3 = 1.0
   with pytest.raises(ValueError, match=r"unknown stage\(s\) \['stage3'\]"):
     configs_lib.validate(c)
+
+
+def test_the_small_settings_mbpp_budget_holds_the_reference_solutions():
+  """configs/common.py's token budget on MBPP (SmolLM2's tokenizer): a
+  right answer cut by the budget earns nothing, so the budget must hold
+  nearly every reference solution of the splits it trains and evaluates."""
+  from score_jax.tasks import get_task  # pylint: disable=g-import-not-at-top
+  from score_jax.tokenizers import load_tokenizer  # pylint: disable=g-import-not-at-top
+  data = CONFIGS.parent.parent / "shared" / "data" / "mbpp.jsonl"
+  if not data.exists():
+    pytest.skip(f"{data} not found")
+  config = load("score.py:mbpp")
+  budget = config.rollout.max_new_tokens
+  assert config.eval.max_new_tokens == budget
+  task = get_task("mbpp", path=str(data), seed=None)
+  tok = load_tokenizer(config.model.spec)
+  problems = task.problems("train") + task.problems("test")
+  cut = [p.id for p in problems if len(tok.encode(task.solution(p))) > budget]
+  assert len(cut) <= 0.01 * len(problems), (budget, len(cut))

@@ -227,3 +227,13 @@ def test_pair_sft_pairs_a_wrong_attempt_with_its_own_groups_answer():
   assert not batch["turn_masks"][:, 4:].any()
   with pytest.raises(ValueError, match="not whole groups of k=4"):
     episodes.pair_batch(eps, TOK, TASK, k=4)
+
+
+def test_pair_sft_closes_a_plain_format_turn_as_the_sampler_does():
+  """Without an end-of-turn token the sampler puts the follow-up right
+  after a turn, however it ended: so does Pair-SFT (it used to add <eos>
+  after a turn cut by the budget)."""
+  plain = load_tokenizer("byte", chat_format="plain")
+  assert plain.end_of_turn_id is None
+  for attempt in ([32, 33], [31, plain.eos_id]):
+    assert episodes._closing_ids(plain, attempt) == []  # pylint: disable=protected-access

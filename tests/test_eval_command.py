@@ -141,6 +141,16 @@ def test_checkpoint_forms_resolve(tmp_path):
   best = eval_cmd.resolve_checkpoint(str(tmp_path / "checkpoints_best"))
   assert (best.step, best.tag, best.workdir) == (3, "best-step3",
                                                  str(tmp_path))
+  # A run stopped between saving a better step and dropping the worse one
+  # leaves two best steps: the best is the one of the higher reward.
+  for step, reward in ((3, 0.6), (5, 0.4)):
+    (tmp_path / f"checkpoints_best/{step}/metrics").mkdir(parents=True,
+                                                          exist_ok=True)
+    (tmp_path / f"checkpoints_best/{step}/state").mkdir(exist_ok=True)
+    (tmp_path / f"checkpoints_best/{step}/metrics/metrics").write_text(
+        json.dumps({"train_reward": reward}))
+  best = eval_cmd.resolve_checkpoint(str(tmp_path / "checkpoints_best"))
+  assert best.step == 3
   step = eval_cmd.resolve_checkpoint(str(tmp_path / "checkpoints" / "3"))
   assert (step.step, step.tag, step.workdir) == (3, "step3", str(tmp_path))
   spec = eval_cmd.resolve_checkpoint("preset:tiny-llama")

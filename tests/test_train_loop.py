@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from score_jax import configs as configs_lib
+from score_jax import run_state
 from score_jax import train as train_lib
 from score_jax.evaluation import files
 
@@ -74,7 +75,11 @@ def test_smoke_writes_everything(smoke_run):
   sft = [r for r in rows if r["stage"] == "sft"]
   assert sft[-1]["loss"] < sft[0]["loss"]  # the warm start learns
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "8"]
-  assert os.listdir(workdir / "checkpoints_best")
+  [best] = os.listdir(workdir / "checkpoints_best")
+  # Where find_checkpoint reads the reward a best step was kept for.
+  reward = run_state._train_reward(str(workdir / "checkpoints_best"),  # pylint: disable=protected-access
+                                   int(best))
+  assert 0.0 <= reward <= 1.0
   assert (workdir / "config.json").exists()
   # Transcripts of sampled steps (the warm start samples nothing).
   assert sorted(os.listdir(workdir / "samples")) == [
