@@ -169,6 +169,19 @@ _HOSTILE = {
         "    os.write(fd, (json.dumps({'nonce': '0' * 32, 'reason': 'passed',"
         " 'detail': ''}) + '\\n').encode())\n  except OSError:\n    pass\n"
         "os._exit(0)\n", "assert False", "failed"),
+    # Reaching the checker's `report` through interpreter frames (what the
+    # text of a program may not name; docs/REWARDS.md, known limits).
+    "report_through_the_callers_frame": (
+        "import sys\nsys._getframe(1).f_locals['report']('passed')\n",
+        "assert False", "failed"),
+    "report_through_inspect": (
+        "import inspect\n"
+        "inspect.currentframe().f_back.f_locals['report']('passed')\n",
+        "assert False", "failed"),
+    "report_through_a_traceback": (
+        "try:\n  1 / 0\nexcept ZeroDivisionError as e:\n"
+        "  e.__traceback__.tb_frame.f_back.f_locals['report']('passed')\n",
+        "assert False", "failed"),
     "read_host_env": (
         "import os\nleak = os.environ.get('SCORE_JAX_TEST_SECRET')\n"
         "try:\n  leak = leak or open('/proc/{host_pid}/environ').read()\n"

@@ -10,7 +10,11 @@ on the wall-clock deadline. A pool of threads runs many such processes at once.
 
 Success is never read from the exit code: the child proves that every test
 statement ran by writing a record with a per-run random nonce that the
-program cannot see; anything else is a failure with one of `REASONS`.
+program is never given; anything else is a failure with one of `REASONS`.
+The checker shares the program's interpreter, so a program written against
+it can still forge that record (docs/REWARDS.md, known limits); a program
+whose text reaches for interpreter frames or the garbage collector's object
+lists, the direct routes to the checker, fails without running.
 
 Public API:
   run_program(program, tests, timeout_s=10.0, **limits) -> Result
@@ -22,6 +26,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import secrets
 import selectors
 import shutil
@@ -157,7 +162,24 @@ class _Slots:
 _SLOTS = _Slots()
 
 
+# A tripwire, not a barrier: what reaches the checker's frames (its
+# `report`) or every live object from the program's own text. A program that
+# builds these names at run time passes it (docs/REWARDS.md, known limits);
+# no MBPP or HumanEval reference solution uses any of them.
+_CHECKER_ROUTES = re.compile(
+    r"_getframe|currentframe|_current_frames|\b(?:f_back|f_locals|f_globals|"
+    r"tb_frame|gi_frame|cr_frame|ag_frame|cell_contents)\b|"
+    r"get_referrers|get_referents|get_objects")
+
+
 def _run(program: str, tests: str, cfg: Limits) -> Result:
+  if not isinstance(program, str) or not isinstance(tests, str):
+    raise TypeError(f"program and tests must be str, got "
+                    f"{type(program).__name__} and {type(tests).__name__}")
+  routes = sorted(set(_CHECKER_ROUTES.findall(program)))
+  if routes:
+    return Result(False, "failed", "program: reaches for the checker's "
+                  f"interpreter state ({', '.join(routes)})")
   slot = _SLOTS.acquire()
   try:
     return _run_in_slot(program, tests, cfg, slot)
@@ -172,9 +194,6 @@ def _slot_uid(slot: int) -> Optional[int]:
 
 
 def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
-  if not isinstance(program, str) or not isinstance(tests, str):
-    raise TypeError(f"program and tests must be str, got "
-                    f"{type(program).__name__} and {type(tests).__name__}")
   start = time.monotonic()
   nonce = secrets.token_hex(16)
   host_dir = tempfile.mkdtemp(prefix=f"score_sandbox_{os.getpid()}_")
