@@ -6,7 +6,8 @@ base (configs/base.py) with it:
   score-jax train --config=configs/base.py:<task> --workdir=runs/base
   score-jax eval --config=configs/self_refine.py:<task> --checkpoint=runs/base
 
-Training with this config trains the same warm start as base.py.
+Training with this config is refused (the periodic evaluations of a run
+use the SCoRe protocol); train with base.py.
 """
 
 import pathlib

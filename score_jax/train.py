@@ -144,6 +144,14 @@ class Trainer:
     self.config = config
     self.workdir = files.local_path(workdir, "--workdir")
     self.stages = configs_lib.validate(config)
+    protocol = config.eval.get("protocol", "score")
+    if protocol != "score":
+      # The periodic evaluations run the SCoRe protocol; a run would report
+      # them under another protocol's name.
+      raise ValueError(f"config.eval.protocol={protocol!r} is evaluation "
+                       "only: train the warm start with configs/base.py, "
+                       "then `score-jax eval --config=<this config> "
+                       "--checkpoint=<its workdir>`")
     self.total_steps = self.stages[-1].start + self.stages[-1].steps
     # Process 0 writes logs, samples and reports (all processes checkpoint).
     self.main = distributed.is_main_process()

@@ -383,3 +383,14 @@ def test_a_split_without_problems_is_refused(tmp_path):
     config.task.options.split_sizes = {"train": 1000, "test": 100, split: 0}
     with pytest.raises(ValueError, match=f"split '{split}' has no problems"):
       train_lib.Trainer(config, str(tmp_path / split))
+
+
+def test_an_evaluation_only_protocol_is_not_trained(tmp_path):
+  """configs/self_refine.py is `score-jax eval`'s: a run's own evaluations
+  would report the SCoRe protocol under its name."""
+  config = smoke_config()
+  with config.unlocked():
+    config.eval.protocol = "self_refine"
+  with pytest.raises(ValueError, match="evaluation only: train the warm "
+                     "start with configs/base.py"):
+    train_lib.Trainer(config, str(tmp_path))
