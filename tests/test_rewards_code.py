@@ -204,6 +204,21 @@ _HOSTILE = {
 }
 
 
+def test_the_checker_tripwire_reads_code_not_words():
+  """Routes to the checker's frames count as attributes and imports; a
+  variable, a comment or a string of the same letters does not."""
+  assert code.checker_routes(
+      "target_objects = [1]\ncell_contents = grid[0][0]  # sys._getframe\n"
+      "s = 'gc.get_objects'\nimport gc; get_objects = 1\n") == []
+  assert code.checker_routes(
+      "from sys import (\n  _getframe)\nx = e.__traceback__.tb_frame.\\\n"
+      "  f_back\n") == ["_getframe", "f_back", "tb_frame"]
+  result = code.run_program(
+      "target_objects = [1, 2]\ndef f():\n  return len(target_objects)\n",
+      "assert f() == 2")
+  assert result.passed, result
+
+
 def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
     monkeypatch):
   monkeypatch.setenv("SCORE_JAX_TEST_SECRET", "hunter2")

@@ -71,8 +71,8 @@ def test_math500_loads_shuffles_and_its_solutions_earn_reward():
 
 def test_full_math_answers_from_boxed_and_exclusion_is_logged(caplog):
   """Training on the full MATH test set minus MATH500, evaluating on
-  MATH500: the exclusion filters every split but the one read from the
-  excluded file itself."""
+  MATH500: the exclusion filters the training split, and any other split
+  not read from the excluded file itself."""
   math500 = _data("math500_test.jsonl")
   task = get_task("math", train_path=_data("math_test.jsonl"),
                   test_path=math500, exclude_path=math500, seed=None)
@@ -86,6 +86,9 @@ def test_full_math_answers_from_boxed_and_exclusion_is_logged(caplog):
   same = get_task("math", test_path=_data("math_test.jsonl"),
                   exclude_path=math500, seed=None)
   assert len(same.problems("test")) == 4500
+  # Training on the excluded file itself leaves nothing to train on.
+  train_on_it = get_task("math", train_path=math500, exclude_path=math500)
+  assert not train_on_it.problems("train")
 
 
 def test_bad_rows_are_counted_and_logged(tmp_path, caplog):

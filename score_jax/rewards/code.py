@@ -23,10 +23,10 @@ Public API:
 
 import concurrent.futures
 import dataclasses
+import io
 import json
 import os
 import queue
-import re
 import secrets
 import selectors
 import shutil
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from typing import Optional, Sequence
 
 REASONS = ("passed", "failed", "timeout", "memory", "crash", "syntax_error")
@@ -163,20 +164,44 @@ _SLOTS = _Slots()
 
 
 # A tripwire, not a barrier: what reaches the checker's frames (its
-# `report`) or every live object from the program's own text. A program that
-# builds these names at run time passes it (docs/REWARDS.md, known limits);
-# no MBPP or HumanEval reference solution uses any of them.
-_CHECKER_ROUTES = re.compile(
-    r"_getframe|currentframe|_current_frames|\b(?:f_back|f_locals|f_globals|"
-    r"tb_frame|gi_frame|cr_frame|ag_frame|cell_contents)\b|"
-    r"get_referrers|get_referents|get_objects")
+# `report`) or every live object, named in the program's code as an
+# attribute (`sys._getframe`, `frame.f_back`) or an import (`from gc import
+# get_objects`). A name built at run time passes (docs/REWARDS.md, known
+# limits); no MBPP or HumanEval reference solution uses any of them.
+_CHECKER_ROUTES = frozenset((
+    "_getframe", "currentframe", "_current_frames", "f_back", "f_locals",
+    "f_globals", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
+    "cell_contents", "get_referrers", "get_referents", "get_objects"))
+
+
+def checker_routes(program: str) -> list[str]:
+  """The names of `_CHECKER_ROUTES` that `program` uses as attributes or
+  imports (comments, strings and plain variables of those names do not
+  count); [] for a program that does not tokenize (it fails to compile)."""
+  found = set()
+  try:
+    tokens = list(tokenize.generate_tokens(io.StringIO(program).readline))
+  except (tokenize.TokenError, SyntaxError):
+    return []
+  importing, previous = False, None
+  for tok in tokens:
+    if tok.type == tokenize.NEWLINE or tok.string == ";":
+      importing = False
+    elif tok.type == tokenize.NAME and tok.string in ("import", "from"):
+      importing = True
+    elif tok.type == tokenize.NAME and tok.string in _CHECKER_ROUTES and (
+        importing or (previous is not None and previous.string == ".")):
+      found.add(tok.string)
+    if tok.type not in (tokenize.COMMENT, tokenize.NL):
+      previous = tok
+  return sorted(found)
 
 
 def _run(program: str, tests: str, cfg: Limits) -> Result:
   if not isinstance(program, str) or not isinstance(tests, str):
     raise TypeError(f"program and tests must be str, got "
                     f"{type(program).__name__} and {type(tests).__name__}")
-  routes = sorted(set(_CHECKER_ROUTES.findall(program)))
+  routes = checker_routes(program)
   if routes:
     return Result(False, "failed", "program: reaches for the checker's "
                   f"interpreter state ({', '.join(routes)})")

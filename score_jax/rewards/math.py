@@ -208,16 +208,16 @@ def answers_equivalent(predicted: str, reference: str) -> bool:
   a, b = _as_number(pred), _as_number(ref)
   if a is not None and b is not None:
     return a == b
-  # An equation (or assignment to more than a short name) answers only an
-  # equation: math-verify compares the right-hand sides alone, so `0` would
-  # match every plane `ax + by + cz + d = 0`, and `3x + 2y = 0` the answer 0.
-  if ("=" in pred) != ("=" in ref):
-    return False
   # math-verify drops a base's subscript: 52_9 would match 52_8.
   bases = _BASE_NUMBER.fullmatch(pred), _BASE_NUMBER.fullmatch(ref)
   if bases[0] and bases[1]:
-    return bases[0].groups() == bases[1].groups()
+    return _base_digits(bases[0]) == _base_digits(bases[1])
   return _verify(predicted, reference)
+
+
+def _base_digits(m: re.Match) -> tuple[str, int]:
+  """`0152a_{11}` -> ('152A', 11): digits in one case, no leading zeros."""
+  return m.group(1).upper().lstrip("0") or "0", int(m.group(2))
 
 
 def _timeout() -> Optional[int]:

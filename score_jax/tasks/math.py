@@ -68,9 +68,9 @@ class MathTask(_AnswerTask):
 
   Options: path / train_path / test_path / paths (JSONL files),
   exclude_path (drop problems that also appear there, e.g. MATH500 from the
-  full MATH test set when training on it; a split read from that file itself
-  is not filtered, so MATH500 can be both the exclusion and the held-out
-  split), and the common Task options.
+  full MATH test set when training on it; a split other than 'train' read
+  from that file itself is not filtered, so MATH500 can be both the
+  exclusion and the held-out split), and the common Task options.
   """
   name = "math"
 
@@ -82,7 +82,8 @@ class MathTask(_AnswerTask):
     path = self._path(split)
     skips = SkipLog(f"{self.name}/{split} ({path})")
     excluded = set()
-    if self.exclude_path and not _same_file(path, self.exclude_path):
+    if self.exclude_path and (split == "train" or
+                              not _same_file(path, self.exclude_path)):
       ex_skips = SkipLog(f"{self.name} exclude_path ({self.exclude_path})")
       excluded = {_key(r["problem"]) for _, r in
                   _files.read_records(self.exclude_path, ex_skips)
