@@ -182,6 +182,16 @@ _HOSTILE = {
         "try:\n  1 / 0\nexcept ZeroDivisionError as e:\n"
         "  e.__traceback__.tb_frame.f_back.f_locals['report']('passed')\n",
         "assert False", "failed"),
+    # A standard module the tests use, patched or swapped by the program.
+    "patch_a_standard_module": (
+        "import math\nmath.isclose = lambda *a, **k: True\n"
+        "def add(a, b):\n  return 0\n",
+        "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
+    "swap_a_standard_module": (
+        "import sys, types\nfake = types.ModuleType('math')\n"
+        "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
+        "def add(a, b):\n  return 0\n",
+        "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
     "read_host_env": (
         "import os\nleak = os.environ.get('SCORE_JAX_TEST_SECRET')\n"
         "try:\n  leak = leak or open('/proc/{host_pid}/environ').read()\n"

@@ -30,9 +30,11 @@ site-packages).
 """
 
 import builtins
+import importlib
 import json
 import os
 import sys
+import types
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUTS = 0x04000000
@@ -55,6 +57,10 @@ _WORK_DIR = "/tmp/sandbox"
 # Where the standard library lives (`-I -S`: nothing else is on the path),
 # before `_expose_stdlib` may move it: code from here is trusted.
 _STDLIB_PATH = tuple(sys.path)
+# Standard modules that MBPP's and HumanEval's tests use, loaded before the
+# program so that what it changes in them is put back before the tests.
+_TEST_MODULES = ("math", "cmath", "re", "string", "collections", "itertools",
+                 "functools", "operator", "heapq", "bisect", "copy")
 
 
 def _read_payload() -> dict:
@@ -457,10 +463,12 @@ def _run(cfg, nonce, status_fd):
       not dropped and uid0 and "user" not in cfg["namespaces"]))
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
   namespace = {"__name__": "__main__", "__builtins__": builtins}
+  modules, restore_modules = _module_snapshot(), _restore_modules
   stage = "program"
   try:
     exec_(program, namespace)
     stage = "tests"
+    restore_modules(modules)
     test_namespace = dict_(namespace)
     test_namespace["__builtins__"] = dict_(pristine_builtins)
     test_namespace[_CHECK_NAME] = check_operand
@@ -472,6 +480,33 @@ def _run(cfg, nonce, status_fd):
     builtins_update(pristine_builtins)
     report("failed", f"{stage}: " + _describe(e))
   report("passed")
+
+
+def _module_snapshot() -> dict:
+  """{name: (module, copy of its namespace)} of every loaded module, after
+  loading `_TEST_MODULES`."""
+  for name in _TEST_MODULES:
+    importlib.import_module(name)
+  return {name: (module, dict(vars(module)))
+          for name, module in list(sys.modules.items())
+          if isinstance(module, types.ModuleType)}
+
+
+def _restore_modules(snapshot: dict):
+  """Puts back what the program changed in the modules loaded before it: a
+  replaced `math.isclose`, a module swapped out of sys.modules. Names it
+  added go, except submodules it imported (their packages keep them)."""
+  missing = object()
+  for name, (module, saved) in snapshot.items():
+    if sys.modules.get(name) is not module:
+      sys.modules[name] = module
+    live = vars(module)
+    for key in [k for k, v in live.items()
+                if k not in saved and not isinstance(v, types.ModuleType)]:
+      del live[key]
+    for key, value in saved.items():
+      if live.get(key, missing) is not value:
+        live[key] = value
 
 
 def _reap_until(pid: int) -> int:
