@@ -192,6 +192,10 @@ _HOSTILE = {
         "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
         "def add(a, b):\n  return 0\n",
         "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
+    # A global of the program's that shadows a builtin the tests use.
+    "shadow_a_builtin_the_tests_use": (
+        "def set(*a):\n  return 0\ndef add(a, b):\n  return []\n",
+        "assert set(add(1, 2)) == set([3])\n", "failed"),
     "read_host_env": (
         "import os\nleak = os.environ.get('SCORE_JAX_TEST_SECRET')\n"
         "try:\n  leak = leak or open('/proc/{host_pid}/environ').read()\n"

@@ -299,6 +299,24 @@ def _install_guard(work_dir: str, forbid_processes: bool):
 _CHECK_NAME = "__score_operand__"
 
 
+def _names(source: str) -> set:
+  """Every name `source` uses or binds."""
+  import ast  # pylint: disable=g-import-not-at-top
+  return {node.id for node in ast.walk(ast.parse(source))
+          if isinstance(node, ast.Name)}
+
+
+def _hidden_shadows(test_names: set, program_names, builtin_names) -> set:
+  """The program's globals that shadow a builtin and that the tests should
+  not see: the tests call the program's functions, but a `set` or `len` in
+  them means the builtin, unless every name of the program's that they use
+  is a builtin's (MBPP task 126's function under test is named `sum`)."""
+  used = test_names & set(program_names)
+  shadows = {name for name in program_names
+             if name in builtin_names and not name.startswith("__")}
+  return shadows if used - shadows else set()
+
+
 def _guard_comparisons(source: str):
   """The tests' AST with every operand of ==, !=, <, <=, >, >=, in, not in
   passed through `__score_operand__` (see `_operand_checker`)."""
@@ -464,12 +482,15 @@ def _run(cfg, nonce, status_fd):
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   modules, restore_modules = _module_snapshot(), _restore_modules
+  test_names, hidden_shadows = _names(cfg["tests"]), _hidden_shadows
   stage = "program"
   try:
     exec_(program, namespace)
     stage = "tests"
     restore_modules(modules)
     test_namespace = dict_(namespace)
+    for name in hidden_shadows(test_names, namespace, pristine_builtins):
+      del test_namespace[name]
     test_namespace["__builtins__"] = dict_(pristine_builtins)
     test_namespace[_CHECK_NAME] = check_operand
     exec_(tests, test_namespace)
