@@ -21,8 +21,10 @@ The nonce is read before any untrusted code runs and never enters the
 program's globals, environment, argv or files, so a program that exits early
 (`sys.exit(0)`, `os._exit(0)`) or replaces builtins cannot produce a passing
 record. The tests run against a snapshot of the builtins taken before the
-program ran, and every operand the tests compare must use comparison methods
-from C or the standard library (no always-equal objects). The checker still
+program ran (and without the program's globals that shadow builtins), the
+modules loaded before the program are put back as they were, and every
+operand the tests compare must use comparison methods from C or the
+standard library (no always-equal objects). The checker still
 shares the program's interpreter: a program written against it can reach
 `report` through frames (docs/REWARDS.md, known limits; code.py refuses the
 direct spellings). This file imports only the standard library (no
