@@ -192,6 +192,11 @@ _HOSTILE = {
         "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
         "def add(a, b):\n  return 0\n",
         "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
+    # A thread that would patch the modules again once they are put back.
+    "thread_left_running": (
+        "import threading, time\ndef add(a, b):\n  return a + b\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True)"
+        ".start()\n", _ADD_TESTS, "failed"),
     # A global of the program's that shadows a builtin the tests use.
     "shadow_a_builtin_the_tests_use": (
         "def set(*a):\n  return 0\ndef add(a, b):\n  return []\n",
@@ -216,6 +221,20 @@ _HOSTILE = {
         "import os, time\nif os.fork() == 0:\n  os.setsid()\n"
         "  time.sleep(10**6)\n", "", "passed"),
 }
+
+
+def test_a_program_may_add_to_a_standard_module():
+  """Names a program adds to a module stay (a backport of a newer
+  function); only the names it replaced are put back before the tests."""
+  backport = ("import itertools\n"
+              "if not hasattr(itertools, 'batched'):\n"
+              "  def batched(xs, n):\n"
+              "    return [tuple(xs[i:i + n]) for i in range(0, len(xs), n)]\n"
+              "  itertools.batched = batched\n"
+              "def pairs(xs):\n  return list(itertools.batched(xs, 2))\n")
+  result = code.run_program(backport,
+                            "assert pairs([1, 2, 3]) == [(1, 2), (3,)]")
+  assert result.passed, result
 
 
 def test_the_checker_tripwire_reads_code_not_words():

@@ -198,6 +198,11 @@ def test_humaneval_completion_and_full_function_responses():
   decode = ("def decode_cyclic(s: str):\n"
             "    return encode_cyclic(encode_cyclic(s))\n")
   assert task.rewards([p, cyclic], [no_import, decode]) == [1.0, 1.0]
+  # The tests call the prompt's helpers, not a program's redefinition: an
+  # identity encode_cyclic with an identity decode_cyclic does not pass.
+  both_identity = ("def encode_cyclic(s: str):\n    return s\n\n"
+                   "def decode_cyclic(s: str):\n    return s\n")
+  assert task.rewards([cyclic], [both_identity]) == [0.0]
   with pytest.raises(ValueError, match="only the split 'test'"):
     task.problems("train")
 

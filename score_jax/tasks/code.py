@@ -8,6 +8,7 @@ in the MBPP release: prompt 1-10, test 11-510, validation 511-600, train
 The reward is 1.0 when every test passes.
 """
 
+import ast
 import re
 from typing import Optional
 
@@ -147,6 +148,18 @@ class MbppTask(_CodeTask):
     return problem.meta["solution"] + "\n[DONE]"
 
 
+def _helpers(prompt: str, entry: str) -> str:
+  """The prompt's code without the entry point's docstring-only stub: its
+  imports and helper functions (HumanEval/38's `encode_cyclic`), run again
+  before the tests so that they call the prompt's helpers, not a program's
+  redefinition of them (an identity `encode_cyclic` with an identity
+  `decode_cyclic` would pass)."""
+  tree = ast.parse(prompt)
+  tree.body = [node for node in tree.body
+               if not (isinstance(node, ast.FunctionDef) and node.name == entry)]
+  return ast.unparse(tree) + "\n" if tree.body else ""
+
+
 def _text(row) -> str:
   return row.get("text", row.get("prompt")).strip()
 
@@ -189,7 +202,8 @@ class HumanEvalTask(_CodeTask):
       task_id, prompt, test, entry = fields
       problems.append(Problem(
           id=task_id, prompt=self.prompt_template.format(prompt=prompt),
-          reference={"tests": f"{test}\ncheck({entry})\n",
+          reference={"tests": f"{_helpers(prompt, entry)}{test}\n"
+                              f"check({entry})\n",
                      "entry_point": entry, "prompt": prompt},
           meta={"solution": prompt + row.get("canonical_solution", "")}))
     skips.report(len(problems))
