@@ -237,6 +237,15 @@ def test_a_program_may_add_to_a_standard_module():
   assert result.passed, result
 
 
+def test_a_function_under_test_named_like_a_builtin_is_seen():
+  """MBPP task 126's function is `sum`: the tests call the program's, even
+  beside a module the program imported that the tests use too."""
+  result = code.run_program(
+      "import math\ndef sum(a, b):\n  return math.gcd(a, b) + 1\n",
+      "assert sum(10, 15) == 6\nassert math.isclose(sum(4, 6), 3)\n")
+  assert result.passed, result
+
+
 def test_the_checker_tripwire_reads_code_not_words():
   """Routes to the checker's frames count as attributes and imports; a
   variable, a comment or a string of the same letters does not."""

@@ -308,13 +308,15 @@ def _names(source: str) -> set:
           if isinstance(node, ast.Name)}
 
 
-def _hidden_shadows(test_names: set, program_names, builtin_names) -> set:
+def _hidden_shadows(test_names: set, program: dict, builtin_names) -> set:
   """The program's globals that shadow a builtin and that the tests should
   not see: the tests call the program's functions, but a `set` or `len` in
   them means the builtin, unless every name of the program's that they use
-  is a builtin's (MBPP task 126's function under test is named `sum`)."""
-  used = test_names & set(program_names)
-  shadows = {name for name in program_names
+  (modules it imported aside) is a builtin's (MBPP task 126's function
+  under test is named `sum`)."""
+  used = {name for name in test_names & set(program)
+          if not isinstance(program[name], types.ModuleType)}
+  shadows = {name for name in program
              if name in builtin_names and not name.startswith("__")}
   return shadows if used - shadows else set()
 
