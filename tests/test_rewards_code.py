@@ -197,6 +197,10 @@ _HOSTILE = {
         "import threading, time\ndef add(a, b):\n  return a + b\n"
         "threading.Thread(target=time.sleep, args=(60,), daemon=True)"
         ".start()\n", _ADD_TESTS, "failed"),
+    "thread_left_running_and_len_replaced": (
+        "import builtins, threading, time\ndef add(a, b):\n  return a + b\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True)"
+        ".start()\nbuiltins.len = lambda x: 1\n", _ADD_TESTS, "failed"),
     # A global of the program's that shadows a builtin the tests use.
     "shadow_a_builtin_the_tests_use": (
         "def set(*a):\n  return 0\ndef add(a, b):\n  return []\n",

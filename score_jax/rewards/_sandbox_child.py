@@ -487,14 +487,14 @@ def _run(cfg, nonce, status_fd):
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   modules, restore_modules = _module_snapshot(), _restore_modules
   test_names, hidden_shadows = _names(cfg["tests"]), _hidden_shadows
-  threads = sys._current_frames  # pylint: disable=protected-access
+  threads, len_ = sys._current_frames, len  # pylint: disable=protected-access
   stage = "program"
   try:
     exec_(program, namespace)
     stage = "tests"
     # A thread of the program's could change the modules again after they
     # are put back, while the tests run.
-    running = len(threads()) - 1
+    running = len_(threads()) - 1
     if running:
       report("failed", f"program: left {running} thread(s) running")
     restore_modules(modules)
