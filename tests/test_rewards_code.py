@@ -187,6 +187,12 @@ _HOSTILE = {
         "import math\nmath.isclose = lambda *a, **k: True\n"
         "def add(a, b):\n  return 0\n",
         "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
+    "patch_a_module_and_what_restores_it": (
+        "import builtins, math\n"
+        "math.isclose = lambda *a, **k: True\n"
+        "builtins.vars = lambda m: {}\n"
+        "def add(a, b):\n  return 0\n",
+        "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
     "swap_a_standard_module": (
         "import sys, types\nfake = types.ModuleType('math')\n"
         "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"

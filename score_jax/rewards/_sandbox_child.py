@@ -523,17 +523,19 @@ def _module_snapshot() -> dict:
           if isinstance(module, types.ModuleType)}
 
 
-def _restore_modules(snapshot: dict):
+def _restore_modules(snapshot: dict, modules=sys.modules, vars_=vars,
+                     missing=object()):
   """Puts back the names the program replaced or deleted in the modules
   loaded before it (a replaced `math.isclose`, a module swapped out of
   sys.modules). Names it added stay (a backport such as
   `itertools.batched`); what it changed inside an object (a class's method)
-  is not seen (docs/REWARDS.md, known limits)."""
-  missing = object()
+  is not seen (docs/REWARDS.md, known limits). What it uses is bound when
+  this file loads, so a program that replaced `builtins.vars` or this
+  file's globals does not stop it."""
   for name, (module, saved) in snapshot.items():
-    if sys.modules.get(name) is not module:
-      sys.modules[name] = module
-    live = vars(module)
+    if modules.get(name) is not module:
+      modules[name] = module
+    live = vars_(module)
     for key, value in saved.items():
       if live.get(key, missing) is not value:
         live[key] = value
