@@ -132,10 +132,10 @@ def find_checkpoint(path: str) -> Optional[tuple[str, int]]:
   (`<workdir>/checkpoints/<step>`, holding state/), a checkpoints directory
   (`checkpoints`: its latest finished step; `checkpoints_best`: its step of
   the highest training reward) or a workdir (the latest step of its
-  checkpoints/). Returns (the checkpoints
-  directory, the step), or None when `path` is none of these; ValueError,
-  naming the path, for a step directory not named by its number or a run
-  without a finished checkpoint."""
+  checkpoints/). Returns (the checkpoints directory, the step), or None
+  when `path` is none of these; ValueError, naming the path, for a step
+  directory not named by its number or a run without a finished
+  checkpoint."""
   path = os.path.realpath(path)
   if os.path.isdir(os.path.join(path, "state")):
     directory, name = os.path.split(path)

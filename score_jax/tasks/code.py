@@ -153,8 +153,11 @@ def _helpers(prompt: str, entry: str) -> str:
   imports and helper functions (HumanEval/38's `encode_cyclic`), run again
   before the tests so that they call the prompt's helpers, not a program's
   redefinition of them (an identity `encode_cyclic` with an identity
-  `decode_cyclic` would pass)."""
-  tree = ast.parse(prompt)
+  `decode_cyclic` would pass). A prompt that does not parse adds none."""
+  try:
+    tree = ast.parse(prompt)
+  except SyntaxError:
+    return ""
   tree.body = [node for node in tree.body
                if not (isinstance(node, ast.FunctionDef) and node.name == entry)]
   return ast.unparse(tree) + "\n" if tree.body else ""
