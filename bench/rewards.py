@@ -60,8 +60,12 @@ def bench_math():
   mismatched = []
   for i, r in enumerate(records):
     own, k = math_reward.normalize_answer(r["answer"]), 1
-    while math_reward.normalize_answer(records[(i + k) % n]["answer"]) == own:
+    while k < n and math_reward.normalize_answer(
+        records[(i + k) % n]["answer"]) == own:
       k += 1
+    if k == n:
+      raise app.UsageError(f"--grades={n}: mismatched pairs need records "
+                           "with different answers; take more")
     mismatched.append((r["solution"], records[(i + k) % n]["answer"]))
   math_reward.grade_many(["\\boxed{1}"] * 64, ["1"] * 64)  # Start the pool.
   for label, pairs in (("matching", matching), ("mismatched", mismatched)):

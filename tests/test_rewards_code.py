@@ -87,6 +87,73 @@ def test_standard_library_values_compare_normally():
   assert r.passed, r
 
 
+def test_values_cross_to_the_tests_as_they_are():
+  """Results are rebuilt in the tests' process as the same builtin and
+  standard-library types; objects stay in the program's process and answer
+  calls, attributes, items and iteration through their handles."""
+  program = """
+import collections, decimal, math
+class Node:
+  def __init__(self, value):
+    self.value, self.left = value, None
+def depth(node):
+  return 0 if node is None else 1 + depth(node.left)
+def values():
+  return [2**200, -0.0, math.inf, 1 + 2j, b'\\x00', 'caf\\u00e9', None,
+          {(1, 2): {3}}, frozenset('a'), decimal.Decimal('1.10'),
+          collections.deque([1], maxlen=3)]
+def counts(word):
+  d = collections.defaultdict(lambda: 0)
+  for ch in word:
+    d[ch] += 1
+  return d
+def squares(n):
+  return (i * i for i in range(n))
+class Bad(ValueError):
+  pass
+def fails():
+  raise Bad('no')
+def looped():
+  xs = [1]
+  xs.append(xs)
+  return xs
+"""
+  tests = """
+import collections, decimal, math
+v = values()
+assert v[0] == 2**200 and math.copysign(1, v[1]) == -1 and v[2] == math.inf
+assert v[3:7] == [1 + 2j, b'\\x00', 'caf\\u00e9', None]
+assert v[7] == {(1, 2): {3}} and type(v[8]) is frozenset
+assert type(v[9]) is decimal.Decimal and str(v[9]) == '1.10'
+assert type(v[10]) is collections.deque and v[10].maxlen == 3
+c = counts('abca')
+assert type(c) is collections.defaultdict and c == {'a': 2, 'b': 1, 'c': 1}
+assert c.default_factory is None  # The program's lambda stays there.
+assert list(squares(4)) == [0, 1, 4, 9] and sum(squares(3)) == 5
+root = Node(1)
+root.left = Node(2)
+root.left.left = Node(3)
+assert depth(root) == 3 and root.left.value == 2
+assert root != 1 and root == root and not (root == Node(1))
+try:
+  fails()
+except ValueError as e:
+  assert str(e) == 'no'
+else:
+  assert False
+xs = looped()
+assert xs[0] == 1 and xs[1][0] == 1 and len(xs[1]) == 2
+try:
+  squares(lambda: 0)
+except TypeError as e:
+  assert 'only plain data' in str(e)
+else:
+  assert False
+"""
+  r = code.run_program(program, tests)
+  assert r.passed, r
+
+
 def test_output_is_captured_and_capped():
   r = code.run_program("print('hello from the sandbox')", "",
                        max_output_bytes=1000)
@@ -105,6 +172,33 @@ def test_bad_arguments_are_named():
   with pytest.raises(TypeError, match="must be str"):
     code.run_program(None, _ADD_TESTS)
 
+
+# Searches every readable mapping of every process it can open (itself made
+# dumpable again) for the expected value of _SECRET_TESTS, 1 MiB at a time.
+_READ_MEMORY = r"""
+import ctypes, os, re
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: setuid cleared it.
+def add(a, b):
+  for pid in ['self'] + [p for p in os.listdir('/proc') if p.isdigit()]:
+    try:
+      maps = open(f'/proc/{pid}/maps').read().splitlines()
+      mem = open(f'/proc/{pid}/mem', 'rb', buffering=0)
+    except OSError:
+      continue
+    for line in maps:
+      span, perms = line.split()[:2]
+      lo, hi = (int(x, 16) for x in span.split('-'))
+      for at in range(lo, hi, 1 << 20) if 'r' in perms else ():
+        try:
+          mem.seek(at)
+          found = re.search(rb'EXPECTED-[0-9a-f]{16}',
+                            mem.read(min(1 << 20, hi - at)))
+        except (OSError, ValueError, OverflowError, MemoryError):
+          break
+        if found:
+          return found.group(0).decode()
+"""
+_SECRET_TESTS = "assert add(1, 2) == 'EXPECTED-0123456789abcdef'\n"
 
 # Each hostile program, what it attempts, and the reason it must get. The
 # tests that follow a hostile program would pass if it were not stopped.
@@ -169,8 +263,8 @@ _HOSTILE = {
         "    os.write(fd, (json.dumps({'nonce': '0' * 32, 'reason': 'passed',"
         " 'detail': ''}) + '\\n').encode())\n  except OSError:\n    pass\n"
         "os._exit(0)\n", "assert False", "failed"),
-    # Reaching the checker's `report` through interpreter frames (what the
-    # text of a program may not name; docs/REWARDS.md, known limits).
+    # Reaching a checker through interpreter frames: there is none in the
+    # program's process (the tests run in another).
     "report_through_the_callers_frame": (
         "import sys\nsys._getframe(1).f_locals['report']('passed')\n",
         "assert False", "failed"),
@@ -182,6 +276,18 @@ _HOSTILE = {
         "try:\n  1 / 0\nexcept ZeroDivisionError as e:\n"
         "  e.__traceback__.tb_frame.f_back.f_locals['report']('passed')\n",
         "assert False", "failed"),
+    # The expected value, read from the memory of every process the program
+    # can read: the tests are never in its own, and the tests' process is
+    # not dumpable.
+    "read_the_tests_from_memory": (_READ_MEMORY, _SECRET_TESTS, "failed"),
+    # Messages to the tests' process that are not answers.
+    "forge_messages_to_the_tests": (
+        "import json, os\ndef add(a, b):\n  return 0\n"
+        "for fd in range(3, 64):\n  for message in (['ready', {}], "
+        "['failed', 'passed', ''], 'x' * 10):\n    data = json.dumps("
+        "message).encode()\n    try:\n      os.write(fd, len(data)."
+        "to_bytes(8, 'big') + data)\n    except OSError:\n      pass\n",
+        _ADD_TESTS, "failed"),
     # A standard module the tests use, patched or swapped by the program.
     "patch_a_standard_module": (
         "import math\nmath.isclose = lambda *a, **k: True\n"
@@ -198,15 +304,13 @@ _HOSTILE = {
         "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
         "def add(a, b):\n  return 0\n",
         "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
-    # A thread that would patch the modules again once they are put back.
-    "thread_left_running": (
-        "import threading, time\ndef add(a, b):\n  return a + b\n"
-        "threading.Thread(target=time.sleep, args=(60,), daemon=True)"
-        ".start()\n", _ADD_TESTS, "failed"),
-    "thread_left_running_and_len_replaced": (
-        "import builtins, threading, time\ndef add(a, b):\n  return a + b\n"
-        "threading.Thread(target=time.sleep, args=(60,), daemon=True)"
-        ".start()\nbuiltins.len = lambda x: 1\n", _ADD_TESTS, "failed"),
+    # A thread that keeps patching the module the tests use.
+    "thread_patching_a_standard_module": (
+        "import math, threading\ndef add(a, b):\n  return 0\n"
+        "def patch():\n  while True:\n"
+        "    math.isclose = lambda *a, **k: True\n"
+        "threading.Thread(target=patch, daemon=True).start()\n",
+        "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
     # A global of the program's that shadows a builtin the tests use.
     "shadow_a_builtin_the_tests_use": (
         "def set(*a):\n  return 0\ndef add(a, b):\n  return []\n",
@@ -256,19 +360,13 @@ def test_a_function_under_test_named_like_a_builtin_is_seen():
   assert result.passed, result
 
 
-def test_the_checker_tripwire_reads_code_not_words():
-  """Routes to the checker's frames count as attributes and imports; a
-  variable, a comment or a string of the same letters does not."""
-  assert code.checker_routes(
-      "target_objects = [1]\ncell_contents = grid[0][0]  # sys._getframe\n"
-      "s = 'gc.get_objects'\nimport gc; get_objects = 1\n") == []
-  assert code.checker_routes(
-      "from sys import (\n  _getframe)\nx = e.__traceback__.tb_frame.\\\n"
-      "  f_back\n") == ["_getframe", "f_back", "tb_frame"]
-  result = code.run_program(
-      "target_objects = [1, 2]\ndef f():\n  return len(target_objects)\n",
-      "assert f() == 2")
-  assert result.passed, result
+def test_the_memory_scan_finds_what_the_program_holds():
+  """The control for `read_the_tests_from_memory`: the same scan finds a
+  value that is in the program's own memory (built at run time, so the
+  program's text does not hold it)."""
+  program = _READ_MEMORY + "held = 'EXPECTED-' + '0123456789abcdef'[::1]\n"
+  r = code.run_program(program, _SECRET_TESTS, timeout_s=20.0)
+  assert r.passed, r
 
 
 def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(

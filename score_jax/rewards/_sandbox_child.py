@@ -1,39 +1,43 @@
-"""Sandbox bootstrap: runs ONE untrusted program and its tests, then reports.
+"""Sandbox bootstrap: runs ONE untrusted program and checks it against its
+tests, in two processes that share nothing but a pipe.
 
 Started by `code.py` as `python -I -S -B _sandbox_child.py` in a new session
-with a cleaned environment. It reads a JSON payload from stdin (program,
-tests, limits, the run's nonce, the status fd), then:
+with a cleaned environment. Its stdin holds two length-prefixed JSON parts:
+the program and the limits (read by B), then the tests and the run's nonce
+(read only by T). Then:
 
   1. process B enters new mount/net/pid/ipc/uts namespaces when the kernel
-     allows it and forks C, the init of the new pid namespace, which forks D;
-  2. D makes the host's file tree read-only, hides its writable scratch dirs
-     behind root-owned tmpfs mounts, makes a fresh work dir, sets rlimits, drops to the slot's uid when
-     started as root, sets PDEATHSIG=SIGKILL and no-new-privs, installs an
-     audit hook (no sockets, no writes outside the work dir), then executes
-     the program and the tests;
-  3. D writes one JSON record carrying the nonce to the status fd: `passed`
-     only after every test statement ran; C and B exit with D's status, and
-     C's exit makes the kernel kill whatever D left in the namespace.
-     Without a pid namespace, B, the subreaper of everything below it,
-     kills what is left (even processes that left the group by setsid()).
+     allows it and forks C, the init of the new pid namespace;
+  2. C makes the host's file tree read-only, hides its writable scratch dirs
+     behind root-owned tmpfs mounts and makes a fresh work dir, then forks
+     T, the tests process, and D, the program process;
+  3. D sets rlimits, drops to the slot's uid when started as root, drops
+     every capability, sets PDEATHSIG=SIGKILL and no-new-privs, installs an
+     audit hook (no sockets, no writes outside the work dir), runs the
+     program, then answers T's requests: call this function, read this
+     attribute, iterate this value... with plain data (`_Codec`);
+  4. T, not dumpable (a process without CAP_SYS_PTRACE cannot read its
+     memory or its file descriptors), runs the tests with the program's
+     functions as `_Remote` handles and writes one JSON record carrying the
+     nonce to the status fd: `passed` only after every test statement ran.
+     C exits when T is done, and C's exit makes the kernel kill whatever D
+     left in the namespace. Without a pid namespace, B, the subreaper of
+     everything below it, kills what is left (even processes that left the
+     group by setsid()).
 
-The nonce is read before any untrusted code runs and never enters the
-program's globals, environment, argv or files, so a program that exits early
-(`sys.exit(0)`, `os._exit(0)`) or replaces builtins cannot produce a passing
-record. The tests run against a snapshot of the builtins taken before the
-program ran (and without the program's globals that shadow builtins), the
-modules loaded before the program are put back as they were, and every
-operand the tests compare must use comparison methods from C or the
-standard library (no always-equal objects). The checker still
-shares the program's interpreter: a program written against it can reach
-`report` through frames (docs/REWARDS.md, known limits; code.py refuses the
-direct spellings). This file imports only the standard library (no
-site-packages).
+The program never shares an interpreter with the tests, never sees the
+tests, the expected values or the nonce, and has no descriptor to write a
+record to: all it can send is data that T decodes into builtin and standard
+library values (never the program's objects, whose methods would run in T).
+So every comparison the tests make is the interpreter's own: an object whose
+`__eq__` answers True stays in D, and T compares its handle by identity. This
+file imports only the standard library (no site-packages).
 """
 
 import builtins
 import importlib
 import json
+import operator
 import os
 import sys
 import types
@@ -46,8 +50,9 @@ _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x20, 0x1000, 0x4000, 1 << 18
-_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
-_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
+_PR_CAPBSET_DROP, _PR_SET_CHILD_SUBREAPER = 24, 36
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 # mount_setattr(2): the same number on every architecture (unified table).
 _SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
@@ -56,26 +61,42 @@ _MOUNT_ATTR_RDONLY = 0x1
 # covered by a root-owned tmpfs so a dropped-uid program cannot write there.
 _SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")
 _WORK_DIR = "/tmp/sandbox"
-# Where the standard library lives (`-I -S`: nothing else is on the path),
-# before `_expose_stdlib` may move it: code from here is trusted.
-_STDLIB_PATH = tuple(sys.path)
-# Standard modules that MBPP's and HumanEval's tests use, loaded before the
-# program so that what it changes in them is put back before the tests.
-_TEST_MODULES = ("math", "cmath", "re", "string", "collections", "itertools",
-                 "functools", "operator", "heapq", "bisect", "copy", "random")
+# T's exit status when the program's process went away (EOF on its pipe)
+# before the tests completed: C then exits with D's status (a crash, an exit).
+_LOST_PROGRAM = 3
+# The largest message T accepts from the program's process.
+_MAX_MESSAGE_BYTES = 64 << 20
+# Failure reasons the program's process may report for its own start.
+_PROGRAM_REASONS = ("syntax_error", "failed", "memory")
 
 
-def _read_payload() -> dict:
-  chunks = []
-  while True:
-    chunk = os.read(0, 1 << 16)
+def _read_exact(fd: int, size: int):
+  """`size` bytes from `fd`, or None at end of file."""
+  chunks, left = [], size
+  while left:
+    chunk = os.read(fd, min(left, 1 << 20))
     if not chunk:
-      break
+      return None
     chunks.append(chunk)
+    left -= len(chunk)
+  return b"".join(chunks)
+
+
+def _read_part(fd: int):
+  """One length-prefixed JSON part of stdin (exactly its bytes: the next
+  part stays in the pipe for the next reader)."""
+  header = _read_exact(fd, 8)
+  body = None if header is None else _read_exact(
+      fd, int.from_bytes(header, "big"))
+  if body is None:
+    raise EOFError("sandbox: stdin ended inside a part")
+  return json.loads(body)
+
+
+def _stdin_to_devnull():
   null = os.open(os.devnull, os.O_RDONLY)
   os.dup2(null, 0)
   os.close(null)
-  return json.loads(b"".join(chunks))
 
 
 def _libc():
@@ -225,25 +246,36 @@ def _set_limits(cfg, dropped_uid: bool):
       pass
 
 
-def _drop_privileges(cfg, work_dir) -> bool:
-  """As root: become the slot's own uid (its own RLIMIT_NPROC budget).
+def _uid_drop_possible(cfg) -> bool:
+  """Whether D will run as the slot's own uid (its own RLIMIT_NPROC budget,
+  no signals to T or the host): the host is root, not through a user
+  namespace (which maps uid 0 alone), and every user can read the standard
+  library (else the program could not import it; `_expose_stdlib` makes a
+  private one readable under a mount namespace)."""
+  return (os.geteuid() == 0 and cfg.get("uid") is not None
+          and "user" not in cfg["namespaces"]
+          and all(_others_can_read(p) for p in sys.path
+                  if p and os.path.exists(p)))
 
-  Skipped when the standard library would become unreadable (no mount
-  namespace to expose it); the audit-hook guard then stands alone.
-  """
-  if os.geteuid() != 0 or cfg.get("uid") is None:
-    return False
-  if not all(_others_can_read(p) for p in sys.path if p and os.path.exists(p)):
-    return False
-  uid = int(cfg["uid"])
-  try:
-    os.chown(work_dir, uid, uid)
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    return True
-  except OSError:
-    return False
+
+def _become(uid: int, work_dir: str):
+  os.chown(work_dir, uid, uid)
+  os.setgroups([])
+  os.setgid(uid)
+  os.setuid(uid)
+
+
+def _drop_capabilities(ctypes, libc):
+  """Leaves D no capability, also where it keeps uid 0 (a user namespace's
+  root, or a root host that cannot drop the uid): without CAP_SYS_PTRACE it
+  cannot read T's memory or descriptors (T is not dumpable), nor remount
+  the read-only tree."""
+  for cap in range(64):
+    libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last: fine.
+  header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+  data = (ctypes.c_uint32 * 6)()
+  if libc.capset(header, data) != 0:
+    raise OSError(ctypes.get_errno(), "capset")
 
 
 def _install_guard(work_dir: str, forbid_processes: bool):
@@ -298,119 +330,11 @@ def _install_guard(work_dir: str, forbid_processes: bool):
   sys.addaudithook(hook)
 
 
-_CHECK_NAME = "__score_operand__"
-
-
 def _names(source: str) -> set:
   """Every name `source` uses or binds."""
   import ast  # pylint: disable=g-import-not-at-top
   return {node.id for node in ast.walk(ast.parse(source))
           if isinstance(node, ast.Name)}
-
-
-def _hidden_shadows(test_names: set, program: dict, builtin_names) -> set:
-  """The program's globals that shadow a builtin and that the tests should
-  not see: the tests call the program's functions, but a `set` or `len` in
-  them means the builtin, unless every name of the program's that they use
-  (modules it imported aside) is a builtin's (MBPP task 126's function
-  under test is named `sum`)."""
-  used = {name for name in test_names & set(program)
-          if not isinstance(program[name], types.ModuleType)}
-  shadows = {name for name in program
-             if name in builtin_names and not name.startswith("__")}
-  return shadows if used - shadows else set()
-
-
-def _guard_comparisons(source: str):
-  """The tests' AST with every operand of ==, !=, <, <=, >, >=, in, not in
-  passed through `__score_operand__` (see `_operand_checker`)."""
-  import ast  # pylint: disable=g-import-not-at-top
-  guarded = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In,
-             ast.NotIn)
-
-  def wrap(node):
-    return ast.Call(func=ast.Name(id=_CHECK_NAME, ctx=ast.Load()),
-                    args=[node], keywords=[])
-
-  class Guard(ast.NodeTransformer):
-
-    def visit_Compare(self, node):  # pylint: disable=invalid-name
-      self.generic_visit(node)
-      if any(isinstance(op, guarded) for op in node.ops):
-        node.left = wrap(node.left)
-        node.comparators = [wrap(c) for c in node.comparators]
-      return node
-
-  tree = Guard().visit(ast.parse(source, "<tests>"))
-  return ast.fix_missing_locations(tree)
-
-
-def _operand_checker(trusted_roots: tuple):
-  """A function that refuses values whose comparisons the program defined.
-
-  `assert f(x) == y` passes for any object whose __eq__ answers True: the
-  best-known reward hack. Comparison methods must come from C or from the
-  standard library (files under `trusted_roots`; not `unittest.mock`, whose
-  ANY equals everything), for the value and, through lists, tuples, sets and
-  dicts, for everything inside it. Bound to builtins captured now, before the
-  program can replace them.
-  """
-  type_, isinstance_, len_ = type, isinstance, len
-  mro_of = type.__dict__["__mro__"].__get__
-  dict_of = type.__dict__["__dict__"].__get__
-  function = type(_guard_comparisons)
-  c_kinds = (type(object.__eq__), type(object().__eq__), type(len),
-             type(str.join), type(None))
-  names = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
-           "__contains__")
-  list_iter, tuple_iter, set_iter, frozenset_iter, dict_items = (
-      list.__iter__, tuple.__iter__, set.__iter__, frozenset.__iter__,
-      dict.items)
-  trusted = {}
-
-  def trusted_type(cls) -> bool:
-    verdict = trusted.get(cls)
-    if verdict is None:
-      verdict = True
-      for klass in mro_of(cls):
-        attributes = dict_of(klass)
-        module = attributes.get("__module__")
-        if type_(module) is str and module.startswith("unittest.mock"):
-          verdict = False
-        for name in names:
-          method = attributes.get(name)
-          if method is None or type_(method) in c_kinds:
-            continue
-          if not (type_(method) is function and
-                  method.__code__.co_filename.startswith(trusted_roots)):
-            verdict = False
-      trusted[cls] = verdict
-    return verdict
-
-  def check(value):
-    stack, visited = [value], 0
-    while stack and visited < 100_000:
-      item = stack.pop()
-      visited += 1
-      if not trusted_type(type_(item)):
-        raise TypeError("a test compared a value whose comparison methods "
-                        "the program defined")
-      if isinstance_(item, list):
-        stack.extend(list_iter(item))
-      elif isinstance_(item, tuple):
-        stack.extend(tuple_iter(item))
-      elif isinstance_(item, set):
-        stack.extend(set_iter(item))
-      elif isinstance_(item, frozenset):
-        stack.extend(frozenset_iter(item))
-      elif isinstance_(item, dict):
-        for key, val in dict_items(item):
-          stack.append(key)
-          stack.append(val)
-    return value
-
-  del len_
-  return check
 
 
 def _describe(exc) -> str:
@@ -426,137 +350,627 @@ def _describe(exc) -> str:
   return f"{name}: {text}"[:500]
 
 
-def _run(cfg, nonce, status_fd):
-  """Process D: isolates itself, runs program + tests, writes the record."""
-  ctypes, libc = _libc()
-  work_dir = cfg["host_work_dir"]
-  if cfg["namespaces"]:
-    work_dir = _private_filesystem(libc, cfg)
-  dropped = _drop_privileges(cfg, work_dir)
-  uid0 = os.geteuid() == 0
-  _set_limits(cfg, dropped)
-  libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # After setuid, which clears it.
-  libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-  os.chdir(work_dir)
-  os.environ["HOME"] = work_dir
-  layers = list(cfg["namespaces"]) + (["uid"] if dropped else [])
-  del ctypes, libc
+# -- values across the pipe ----------------------------------------------------
 
-  # Everything the checker needs is bound here, before untrusted code runs.
-  write, dumps, getpid, exit_ = os.write, json.dumps, os.getpid, os._exit
-  streams = (sys.stdout, sys.stderr)
-  main_pid = getpid()
-  pristine_builtins = dict(builtins.__dict__)
-  builtins_clear, builtins_update = (builtins.__dict__.clear,
-                                     builtins.__dict__.update)
-  compile_, exec_, dict_ = compile, exec, dict
+_SIMPLE = {type(None): "N", bool: "B", int: "i", float: "f", complex: "c",
+           str: "s", bytes: "y"}
+_CONTAINERS = {list: "l", tuple: "t", set: "S", frozenset: "Z", dict: "d"}
+# Standard-library value types rebuilt by value: (module, name) -> tag.
+_STDLIB = {("collections", "Counter"): "C",
+           ("collections", "OrderedDict"): "O",
+           ("collections", "defaultdict"): "D",
+           ("collections", "deque"): "q", ("fractions", "Fraction"): "Q",
+           ("decimal", "Decimal"): "M"}
+
+
+def _stdlib_tag(kind):
+  """The `_STDLIB` tag of `kind` when it is that class of its loaded module
+  (no module loaded: no value of it can exist)."""
+  key = (getattr(kind, "__module__", None), getattr(kind, "__qualname__", None))
+  tag = _STDLIB.get(key)
+  module = sys.modules.get(key[0]) if tag else None
+  return tag if module is not None and getattr(module, key[1], None) is kind \
+      else None
+
+
+def _is_named_tuple(kind) -> bool:
+  fields = getattr(kind, "_fields", None)
+  return (issubclass(kind, tuple) and type(fields) is tuple
+          and all(type(f) is str for f in fields))
+
+
+class _Codec:
+  """Values as JSON trees of tagged lists, in both directions.
+
+  By value, rebuilt as exactly these types: None, bool, int, float, complex,
+  str, bytes, list, tuple, dict, set, frozenset, and the standard library's
+  Counter, OrderedDict, defaultdict, deque, Fraction, Decimal and named
+  tuples (rebuilt as the receiver's own `collections.namedtuple`), nested
+  in any way (a container inside itself is not). Builtin types (and, from
+  the tests, builtin functions such as `len` as a key) by name. Anything
+  else goes through `opaque(value)`: the program's process keeps it and
+  sends a handle; the tests' process cannot send it. `handle(id)` makes
+  what a received handle stands for.
+  """
+
+  def __init__(self, opaque, handle, builtin_kinds):
+    self.opaque, self.handle = opaque, handle
+    self.builtin_kinds = builtin_kinds
+    self.builtins = dict(builtins.__dict__)  # Before the program ran.
+    self.named_tuples = {}
+
+  # Encoding: `value` is anything; the result is JSON-able.
+  def encode(self, value, active=None):
+    kind = type(value)
+    tag = _SIMPLE.get(kind)
+    if tag is not None:
+      return self._simple(tag, value)
+    if kind in self.builtin_kinds and self.builtins.get(
+        getattr(value, "__name__", None)) is value:
+      return ["b", value.__name__]
+    tag = _CONTAINERS.get(kind) or _stdlib_tag(kind)
+    named = tag is None and _is_named_tuple(kind)
+    if tag is None and not named:
+      return self.opaque(value)
+    if tag == "Q":
+      return ["Q", format(value.numerator, "x"),
+              format(value.denominator, "x")]
+    if tag == "M":
+      return ["M", str(value)]
+    active = set() if active is None else active
+    if id(value) in active:  # A container inside itself.
+      return self.opaque(value)
+    active.add(id(value))
+    try:
+      if named:
+        return ["n", kind.__name__, list(kind._fields),
+                [self.encode(x, active) for x in tuple.__iter__(value)]]
+      if tag in ("d", "C", "O", "D"):
+        pairs = [[self.encode(k, active), self.encode(v, active)]
+                 for k, v in kind.items(value)]
+        if tag == "D":
+          # A builtin type, else none: a lambda of the program's stays there.
+          factory = value.default_factory
+          builtin = type(factory) is type and self.builtins.get(
+              factory.__name__) is factory
+          return ["D", self.encode(factory) if builtin else None, pairs]
+        return [tag, pairs]
+      items = [self.encode(x, active) for x in value]
+      if tag == "q":
+        return ["q", value.maxlen, items]
+      return [tag, items]
+    finally:
+      active.discard(id(value))
+
+  @staticmethod
+  def _simple(tag, value):
+    if tag == "N":
+      return ["N"]
+    if tag == "B":
+      return ["B", int(value)]
+    if tag == "i":
+      return ["i", format(value, "x")]  # Hex: no int_max_str_digits limit.
+    if tag == "f":
+      return ["f", value.hex()]
+    if tag == "c":
+      return ["c", value.real.hex(), value.imag.hex()]
+    if tag == "y":
+      return ["y", value.hex()]
+    return ["s", value]
+
+  # Decoding: `node` is untrusted JSON; anything unexpected is ValueError.
+  def decode(self, node):
+    if type(node) is not list or not node or type(node[0]) is not str:
+      raise ValueError("malformed value")
+    tag, args = node[0], node[1:]
+    try:
+      if tag == "N" and not args:
+        return None
+      if tag == "B" and args in ([0], [1]):
+        return bool(args[0])
+      if tag in ("i", "y", "f", "s", "M") and len(args) == 1 and \
+          type(args[0]) is str:
+        text = args[0]
+        if tag == "i":
+          return int(text, 16)
+        if tag == "y":
+          return bytes.fromhex(text)
+        if tag == "f":
+          return float.fromhex(text)
+        if tag == "M":
+          import decimal  # pylint: disable=g-import-not-at-top
+          return decimal.Decimal(text)
+        return text
+      if tag == "c" and len(args) == 2 and all(type(a) is str for a in args):
+        return complex(float.fromhex(args[0]), float.fromhex(args[1]))
+      if tag == "Q" and len(args) == 2 and all(type(a) is str for a in args):
+        import fractions  # pylint: disable=g-import-not-at-top
+        return fractions.Fraction(int(args[0], 16), int(args[1], 16))
+      if tag == "h" and len(args) == 1 and type(args[0]) is int:
+        return self.handle(args[0])
+      if tag == "b" and len(args) == 1 and type(args[0]) is str:
+        value = self.builtins.get(args[0])
+        if type(value) in self.builtin_kinds:
+          return value
+      if tag in ("l", "t", "S", "Z") and len(args) == 1 and \
+          type(args[0]) is list:
+        items = [self.decode(x) for x in args[0]]
+        return {"l": list, "t": tuple, "S": set, "Z": frozenset}[tag](items)
+      if tag in ("d", "C", "O") and len(args) == 1:
+        return self._mapping(tag, None, args[0])
+      if tag == "D" and len(args) == 2:
+        factory = None if args[0] is None else self.decode(args[0])
+        if factory is not None and type(factory) is not type:
+          raise ValueError("malformed defaultdict")
+        return self._mapping(tag, factory, args[1])
+      if tag == "q" and len(args) == 2 and type(args[1]) is list and (
+          args[0] is None or type(args[0]) is int and args[0] >= 0):
+        import collections  # pylint: disable=g-import-not-at-top
+        return collections.deque([self.decode(x) for x in args[1]], args[0])
+      if tag == "n" and len(args) == 3 and type(args[0]) is str and \
+          type(args[1]) is list and type(args[2]) is list:
+        return self._named_tuple(args[0], args[1])(
+            *[self.decode(x) for x in args[2]])
+    except (TypeError, ArithmeticError, OverflowError) as e:
+      raise ValueError(f"malformed value: {_describe(e)}") from None
+    raise ValueError(f"malformed value (tag {tag!r})")
+
+  def _mapping(self, tag, factory, pairs):
+    import collections  # pylint: disable=g-import-not-at-top
+    if type(pairs) is not list or not all(
+        type(p) is list and len(p) == 2 for p in pairs):
+      raise ValueError("malformed mapping")
+    out = {"d": dict, "C": collections.Counter,
+           "O": collections.OrderedDict}[tag]() if tag != "D" else \
+        collections.defaultdict(factory)
+    for key, value in pairs:
+      dict.__setitem__(out, self.decode(key), self.decode(value))
+    return out
+
+  def _named_tuple(self, name, fields):
+    key = (name, tuple(fields))
+    kind = self.named_tuples.get(key)
+    if kind is None:
+      if not all(type(f) is str for f in fields):
+        raise ValueError("malformed named tuple")
+      import collections  # pylint: disable=g-import-not-at-top
+      kind = collections.namedtuple(name, fields)
+      self.named_tuples[key] = kind
+    return kind
+
+
+class _Wire:
+  """Length-prefixed JSON messages: one pipe in, one pipe out."""
+
+  def __init__(self, read_fd: int, write_fd: int):
+    self.read_fd, self.write_fd = read_fd, write_fd
+
+  def send(self, message):
+    data = json.dumps(message).encode()
+    view = memoryview(len(data).to_bytes(8, "big") + data)
+    while view:
+      view = view[os.write(self.write_fd, view):]
+
+  def receive(self):
+    """The next message; None at end of file; ValueError when it is not
+    one (over `_MAX_MESSAGE_BYTES`, cut short, not JSON)."""
+    header = _read_exact(self.read_fd, 8)
+    if header is None:
+      return None
+    size = int.from_bytes(header, "big")
+    if size > _MAX_MESSAGE_BYTES:
+      raise ValueError(f"a message of {size} bytes")
+    body = _read_exact(self.read_fd, size)
+    if body is None:
+      raise ValueError("a message cut short")
+    try:
+      return json.loads(body)
+    except RecursionError:
+      raise ValueError("a message nested too deeply") from None
+
+
+# -- the tests' process (T) ----------------------------------------------------
+
+class _Remote:
+  """A value of the program's that stays in its process; the tests hold this
+  handle. Calls, attributes, items, len(), bool(), iteration, str(), repr(),
+  int(), float() and index() are asked of the program's process and come
+  back as plain data or further handles. Nothing else is forwarded: `==` is
+  identity (a handle never equals a value the tests wrote, whatever the
+  program's `__eq__` says), `<` and arithmetic raise TypeError, `in` iterates,
+  and the program never sees an expected value."""
+
+  __slots__ = ("_id", "_ask")
+
+  def __init__(self, id_, ask):
+    object.__setattr__(self, "_id", id_)
+    object.__setattr__(self, "_ask", ask)
+
+  def __call__(self, *args, **kwargs):
+    return self._ask("call", self._id, list(args), kwargs)
+
+  def __getattr__(self, name):
+    if name in _Remote.__slots__:  # Not yet set (a copy being built).
+      raise AttributeError(name)
+    return self._ask("getattr", self._id, name)
+
+  def __setattr__(self, name, value):
+    self._ask("setattr", self._id, name, value)
+
+  def __delattr__(self, name):
+    self._ask("delattr", self._id, name)
+
+  def __getitem__(self, key):
+    return self._ask("getitem", self._id, key)
+
+  def __setitem__(self, key, value):
+    self._ask("setitem", self._id, key, value)
+
+  def __delitem__(self, key):
+    self._ask("delitem", self._id, key)
+
+  def __len__(self):
+    return self._ask("len", self._id)
+
+  def __bool__(self):
+    return self._ask("bool", self._id)
+
+  def __iter__(self):
+    return self._ask("iter", self._id)
+
+  def __next__(self):
+    return self._ask("next", self._id)
+
+  def __str__(self):
+    return self._ask("str", self._id)
+
+  def __repr__(self):
+    return self._ask("repr", self._id)
+
+  def __int__(self):
+    return self._ask("int", self._id)
+
+  def __float__(self):
+    return self._ask("float", self._id)
+
+  def __index__(self):
+    return self._ask("index", self._id)
+
+
+def _exception(name, message) -> BaseException:
+  """The exception the program's process reported, as the tests see it: the
+  builtin class it named (the nearest builtin ancestor of the program's)."""
+  cls = builtins.__dict__.get(name) if type(name) is str else None
+  message = message[:500] if type(message) is str else ""
+  if isinstance(cls, type) and issubclass(cls, BaseException):
+    try:
+      return cls(message)
+    except Exception:  # pylint: disable=broad-except
+      pass  # E.g. UnicodeDecodeError wants five arguments.
+  return RuntimeError(f"{name}: {message}"[:500])
+
+
+def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
+                   wire: _Wire):
+  """T: reads the tests and the nonce, runs the tests against the program's
+  process, writes the record, exits 0 (`_LOST_PROGRAM` if D went away)."""
+  ctypes, libc = _libc()
+  # Before the secret is read: D cannot ptrace this process or open its
+  # /proc files (D has no CAP_SYS_PTRACE), nor ever hold its descriptors.
+  libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+  libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+  del ctypes, libc
+  secret = _read_part(0)
+  _stdin_to_devnull()
+  nonce, source = secret["nonce"], secret["tests"]
 
   def report(reason, detail=""):
-    if getpid() != main_pid:  # A fork of the program never reports.
-      exit_(1)
-    # The program may have replaced builtins that json and the checker use.
-    builtins_clear()
-    builtins_update(pristine_builtins)
-    record = dumps({"nonce": nonce, "reason": reason, "detail": detail,
-                    "isolation": layers})
-    for stream in streams:
+    record = json.dumps({"nonce": nonce, "reason": reason, "detail": detail,
+                         "isolation": layers})
+    for stream in (sys.stdout, sys.stderr):
       try:
         stream.flush()
       except BaseException:  # pylint: disable=broad-except
         pass
     try:
-      write(status_fd, (record + "\n").encode())
+      os.write(status_fd, (record + "\n").encode())
     finally:
-      exit_(0)
+      os._exit(0)
 
+  def receive():
+    try:
+      message = wire.receive()
+    except ValueError as e:
+      report("failed", f"program: sent {e}")
+    if message is None:
+      os._exit(_LOST_PROGRAM)
+    return message
+
+  def ask(op, id_, *operands):
+    try:
+      wire.send([op, id_] + [codec.encode(x) for x in operands])
+    except BrokenPipeError:
+      os._exit(_LOST_PROGRAM)
+    reply = receive()
+    if type(reply) is list and reply[:1] == ["ok"] and len(reply) == 2:
+      try:
+        return codec.decode(reply[1])
+      except (ValueError, RecursionError) as e:
+        report("failed", f"program: sent a {_describe(e)}")
+    if type(reply) is list and reply[:1] == ["raise"] and len(reply) == 3:
+      raise _exception(reply[1], reply[2])
+    report("failed", "program: sent a malformed reply")
+
+  def handle_or_refuse(value):
+    if type(value) is _Remote:
+      return ["h", object.__getattribute__(value, "_id")]
+    raise TypeError(f"the tests passed the program a {type(value).__name__}"
+                    "; only plain data crosses to the program's process")
+
+  codec = _Codec(handle_or_refuse, lambda id_: _Remote(id_, ask),
+                 (type, types.BuiltinFunctionType))
+  os.chdir(work_dir)
+  _set_limits(cfg, dropped_uid=False)
+  _install_guard(work_dir, forbid_processes=True)
+  sys.setrecursionlimit(int(cfg["recursion_limit"]))
   try:
-    program = compile_(cfg["program"], "<program>", "exec")
-  except (SyntaxError, ValueError) as e:
-    report("syntax_error", "program: " + _describe(e))
-  try:
-    tests = compile_(_guard_comparisons(cfg["tests"]), "<tests>", "exec")
+    tests = compile(source, "<tests>", "exec")
   except (SyntaxError, ValueError) as e:
     report("syntax_error", "tests: " + _describe(e))
-  check_operand = _operand_checker(
-      tuple(p for p in _STDLIB_PATH + tuple(sys.path) if p))
-  # Root ignores RLIMIT_NPROC: without the uid drop (or a user namespace)
-  # nothing would bound a fork bomb, so the guard refuses new processes.
-  _install_guard(work_dir, forbid_processes=(
-      not dropped and uid0 and "user" not in cfg["namespaces"]))
-  sys.setrecursionlimit(int(cfg["recursion_limit"]))
-  namespace = {"__name__": "__main__", "__builtins__": builtins}
-  modules, restore_modules = _module_snapshot(), _restore_modules
-  test_names, hidden_shadows = _names(cfg["tests"]), _hidden_shadows
-  threads, len_ = sys._current_frames, len  # pylint: disable=protected-access
-  stage = "program"
+  names = sorted(n for n in _names(source) if not n.startswith("__"))
   try:
-    exec_(program, namespace)
-    stage = "tests"
-    # A thread of the program's could change the modules again after they
-    # are put back, while the tests run.
-    running = len_(threads()) - 1
-    if running:
-      report("failed", f"program: left {running} thread(s) running")
-    restore_modules(modules)
-    test_namespace = dict_(namespace)
-    for name in hidden_shadows(test_names, namespace, pristine_builtins):
-      del test_namespace[name]
-    test_namespace["__builtins__"] = dict_(pristine_builtins)
-    test_namespace[_CHECK_NAME] = check_operand
-    exec_(tests, test_namespace)
+    wire.send(["names", names])
+  except BrokenPipeError:
+    pass  # D ended already; what it sent first says why.
+  message = receive()
+  if type(message) is list and len(message) == 3 and \
+      message[0] == "failed" and message[1] in _PROGRAM_REASONS and \
+      type(message[2]) is str:
+    report(message[1], message[2][:500])
+  if not (type(message) is list and len(message) == 2 and
+          message[0] == "ready" and type(message[1]) is dict and
+          set(message[1]) <= set(names)):
+    report("failed", "program: sent a malformed start message")
+  try:
+    namespace = _test_namespace(message[1], codec)
+  except (ValueError, RecursionError, ImportError) as e:
+    report("failed", f"program: sent a {_describe(e)}")
+  try:
+    exec(tests, namespace)  # pylint: disable=exec-used
   except MemoryError:
-    report("memory", stage)
+    report("memory", "tests")
   except BaseException as e:  # pylint: disable=broad-except
-    builtins_clear()
-    builtins_update(pristine_builtins)
-    report("failed", f"{stage}: " + _describe(e))
+    report("failed", "tests: " + _describe(e))
   report("passed")
 
 
-def _module_snapshot() -> dict:
-  """{name: (module, copy of its namespace)} of every loaded module, after
-  loading `_TEST_MODULES`."""
-  for name in _TEST_MODULES:
-    importlib.import_module(name)
-  return {name: (module, dict(vars(module)))
-          for name, module in list(sys.modules.items())
-          if isinstance(module, types.ModuleType)}
+def _test_namespace(program: dict, codec: _Codec) -> dict:
+  """The tests' globals: the program's names they use, as values, modules
+  or handles. Names of the program's that shadow a builtin are left out
+  (a `set` in the tests means the builtin), unless every name of the
+  program's that the tests use, modules aside, is a builtin's (MBPP task
+  126's function under test is named `sum`)."""
+  modules = {name for name, node in program.items()
+             if type(node) is list and node[:1] == ["m"]}
+  shadows = {name for name in program if name in builtins.__dict__}
+  hidden = shadows if set(program) - modules - shadows else set()
+  namespace = {"__name__": "__main__", "__builtins__": builtins}
+  for name, node in program.items():
+    if name in hidden:
+      continue
+    if name in modules:
+      module = node[1] if len(node) == 2 else None
+      if type(module) is not str or \
+          module.partition(".")[0] not in sys.stdlib_module_names:
+        raise ValueError(f"malformed module for {name!r}")
+      namespace[name] = importlib.import_module(module)
+    else:
+      namespace[name] = codec.decode(node)
+  return namespace
 
 
-def _restore_modules(snapshot: dict, modules=sys.modules, vars_=vars,
-                     missing=object()):
-  """Puts back the names the program replaced or deleted in the modules
-  loaded before it (a replaced `math.isclose`, a module swapped out of
-  sys.modules). Names it added stay (a backport such as
-  `itertools.batched`); what it changed inside an object (a class's method)
-  is not seen (docs/REWARDS.md, known limits). What it uses is bound when
-  this file loads, so a program that replaced `builtins.vars` or this
-  file's globals does not stop it."""
-  for name, (module, saved) in snapshot.items():
-    if modules.get(name) is not module:
-      modules[name] = module
-    live = vars_(module)
-    for key, value in saved.items():
-      if live.get(key, missing) is not value:
-        live[key] = value
+# -- the program's process (D) -------------------------------------------------
+
+class _Flushing:
+  """D's side of the wire: the program's buffered output goes out before
+  each message (T may end the run as soon as it has the answer)."""
+
+  def __init__(self, wire: _Wire, streams):
+    self.wire, self.streams = wire, streams
+
+  def flush(self):
+    for stream in self.streams:
+      try:
+        stream.flush()
+      except BaseException:  # pylint: disable=broad-except
+        pass
+
+  def send(self, message):
+    self.flush()
+    self.wire.send(message)
+
+  def receive(self):
+    return self.wire.receive()
 
 
-def _reap_until(pid: int) -> int:
-  """Reaps children (orphans too) until `pid` ends; returns its exit code.
+_OPS = {
+    "call": lambda target, args, kwargs: target(*args, **kwargs),
+    "getattr": getattr, "setattr": setattr, "delattr": delattr,
+    "getitem": operator.getitem, "setitem": operator.setitem,
+    "delitem": operator.delitem, "len": len, "bool": bool, "iter": iter,
+    "next": next, "str": str, "repr": repr, "int": int, "float": float,
+    "index": operator.index}
 
-  A death by signal N becomes 128 + N, as in a shell.
-  """
+
+def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
+  """D: isolates itself, runs the program, then serves T's requests until T
+  closes the pipe."""
+  ctypes, libc = _libc()
+  _set_limits(cfg, drop_uid)
+  if drop_uid:
+    _become(int(cfg["uid"]), work_dir)
+  else:  # Without CAP_DAC_OVERRIDE even root needs to own it.
+    os.chown(work_dir, os.geteuid(), os.getegid())
+  _drop_capabilities(ctypes, libc)
+  libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # After setuid, which clears it.
+  libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+  os.chdir(work_dir)
+  os.environ["HOME"] = work_dir
+  uid0 = os.geteuid() == 0
+  del ctypes, libc
+  keep = {0, 1, 2, wire.read_fd, wire.write_fd}
+  for fd in map(int, os.listdir("/proc/self/fd")):
+    if fd not in keep:
+      try:
+        os.close(fd)
+      except OSError:
+        pass  # The listing's own descriptor, closed already.
+
+  getpid, exit_ = os.getpid, os._exit
+  restore_builtins = _builtins_restorer()
+  main_pid = getpid()
+  objects = []
+
+  def keep_object(value):
+    objects.append(value)
+    return ["h", len(objects) - 1]
+
+  def lookup(id_):
+    if not 0 <= id_ < len(objects):
+      raise ValueError(f"no object {id_}")
+    return objects[id_]
+
+  codec = _Codec(keep_object, lookup, (type,))
+  wire = _Flushing(wire, (sys.stdout, sys.stderr))
+
+  def builtin_ancestor(exc) -> str:
+    for klass in type(exc).__mro__:
+      if codec.builtins.get(klass.__name__) is klass:
+        return klass.__name__
+    return "BaseException"
+
+  def start(reason, detail):
+    if getpid() != main_pid:  # A fork of the program never speaks for it.
+      exit_(1)
+    wire.send(["failed", reason, detail])
+    exit_(0)
+
+  # Root ignores RLIMIT_NPROC: without the uid drop (or a user namespace)
+  # nothing would bound a fork bomb, so the guard refuses new processes.
+  _install_guard(work_dir, forbid_processes=(
+      not drop_uid and uid0 and "user" not in cfg["namespaces"]))
+  sys.setrecursionlimit(int(cfg["recursion_limit"]))
+  namespace = {"__name__": "__main__", "__builtins__": builtins}
+  try:
+    program = compile(cfg["program"], "<program>", "exec")
+  except (SyntaxError, ValueError) as e:
+    start("syntax_error", "program: " + _describe(e))
+  try:
+    exec(program, namespace)  # pylint: disable=exec-used
+  except MemoryError:
+    start("memory", "program")
+  except BaseException as e:  # pylint: disable=broad-except
+    start("failed", "program: " + _describe(e))
+  if getpid() != main_pid:
+    exit_(1)
+  try:
+    _serve(wire, codec, namespace, builtin_ancestor, restore_builtins,
+           main_pid)
+  except BaseException as e:  # pylint: disable=broad-except
+    # The program broke what the server uses (a module's function).
+    os.write(2, f"program: its process stopped answering the tests: "
+             f"{_describe(e)}\n".encode())
+    exit_(1)
+
+
+def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
+           restore, main_pid: int):
+  """D after the program ran: sends the globals T asked for, then answers
+  each request with ["ok", value] or ["raise", builtin class, message].
+  The builtins are put back as they were before the program ran whenever
+  the server runs (it uses them; a program's function that relies on its
+  own change to a builtin sees it undone)."""
+  getpid, exit_ = os.getpid, os._exit
+  restore()
+  request = wire.receive()
+  if not (type(request) is list and request[:1] == ["names"]):
+    exit_(1)
+  program = {}
+  for name in request[1]:
+    if name not in namespace:
+      continue
+    value = namespace[name]
+    module = getattr(value, "__name__", None)
+    if isinstance(value, types.ModuleType) and type(module) is str and \
+        module.partition(".")[0] in sys.stdlib_module_names:
+      program[name] = ["m", module]
+    else:
+      program[name] = codec.encode(value)
+  wire.send(["ready", program])
+  while True:
+    request = wire.receive()
+    if request is None:
+      wire.flush()
+      exit_(0)
+    try:
+      op, target = _OPS[request[0]], codec.decode(["h", request[1]])
+      operands = [codec.decode(x) for x in request[2:]]
+      try:
+        result = op(target, *operands)
+      finally:
+        restore()
+      if getpid() != main_pid:  # A fork made by the program's function.
+        exit_(1)
+      reply = ["ok", codec.encode(result)]
+    except BaseException as e:  # pylint: disable=broad-except
+      if getpid() != main_pid:
+        exit_(1)
+      restore()
+      reply = ["raise", builtin_ancestor(e), _describe(e).partition(": ")[2]]
+    wire.send(reply)
+
+
+def _builtins_restorer():
+  """A function that puts the builtins module's names back as they are now
+  (only C functions and a copy taken now, which the program cannot
+  reach)."""
+  saved = dict(builtins.__dict__)
+  clear, update = builtins.__dict__.clear, builtins.__dict__.update
+
+  def restore():
+    clear()
+    update(saved)
+
+  return restore
+
+
+# -- process plumbing ----------------------------------------------------------
+
+def _reap_one():
+  """(pid, exit code) of the next child to end, orphans adopted as the
+  subreaper included; (None, 70) when none is left. A death by signal N is
+  128 + N, as in a shell."""
   while True:
     try:
-      done, status = os.waitpid(-1, 0)
+      pid, status = os.waitpid(-1, 0)
     except InterruptedError:
       continue
     except ChildProcessError:
-      return 70
-    if done == pid:
-      if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-      return os.WEXITSTATUS(status)
+      return None, 70
+    if os.WIFSIGNALED(status):
+      return pid, 128 + os.WTERMSIG(status)
+    return pid, os.WEXITSTATUS(status)
+
+
+def _reap_until(pid: int, codes: dict) -> int:
+  """Reaps children into `codes` ({pid: exit code}) until `pid` ended;
+  returns its code."""
+  while pid not in codes:
+    done, code = _reap_one()
+    if done is None:
+      return code
+    codes[done] = code
+  return codes[pid]
 
 
 def _children() -> list[int]:
@@ -602,9 +1016,55 @@ def _kill_adopted():
     time.sleep(0.001)
 
 
+def _init(cfg, status_fd: int):
+  """C, the init of the new pid namespace: the private file system, then T
+  and D. Exits 0 once T wrote its record; when T lost the program's process
+  before the tests completed, with D's status (a crash, an early exit);
+  else with T's."""
+  ctypes, libc = _libc()
+  del ctypes
+  work_dir = cfg["host_work_dir"]
+  if cfg["namespaces"]:
+    work_dir = _private_filesystem(libc, cfg)
+  drop_uid = _uid_drop_possible(cfg)
+  layers = list(cfg["namespaces"]) + (["uid"] if drop_uid else [])
+  to_program, from_tests = os.pipe()[::-1]
+  from_program, to_tests = os.pipe()
+  tests_pid = os.fork()
+  if tests_pid == 0:
+    os.close(from_tests)
+    os.close(to_tests)
+    _child(_tests_process, cfg, work_dir, layers, status_fd,
+           _Wire(from_program, to_program))
+  # Only T keeps the status pipe and the rest of stdin (the tests).
+  for fd in (status_fd, to_program, from_program):
+    os.close(fd)
+  _stdin_to_devnull()
+  program_pid = os.fork()
+  if program_pid == 0:
+    _child(_program_process, cfg, work_dir, drop_uid,
+           _Wire(from_tests, to_tests))
+  os.close(from_tests)
+  os.close(to_tests)
+  codes = {}
+  if _reap_until(tests_pid, codes) == _LOST_PROGRAM:
+    return _reap_until(program_pid, codes)
+  return codes[tests_pid]
+
+
+def _child(run, *args):
+  """Runs a forked process's part; it never returns."""
+  try:
+    run(*args)
+  except BaseException as e:  # pylint: disable=broad-except
+    os.write(2, f"sandbox set-up failed: {_describe(e)}\n".encode())
+  finally:
+    os._exit(70)
+
+
 def main():
-  cfg = _read_payload()
-  nonce, status_fd = cfg.pop("nonce"), int(cfg.pop("status_fd"))
+  cfg = _read_part(0)
+  status_fd = int(cfg.pop("status_fd"))
   namespaces = []
   _, libc = _libc()
   if cfg["isolation"] == "full":
@@ -615,24 +1075,20 @@ def main():
   libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
   # B (here) stays outside the new pid namespace; its child C is that
   # namespace's init, which the kernel shields from SIG_DFL signals (the CPU
-  # limit's SIGXCPU, kill(0, SIGKILL)), so the program runs in C's child D.
+  # limit's SIGXCPU, kill(0, SIGKILL)), so neither T nor D is C itself.
   # When C exits the kernel kills everything left in the namespace.
   init = os.fork()
   if init == 0:
-    runner = os.fork()
-    if runner == 0:
-      try:
-        _run(cfg, nonce, status_fd)
-      except BaseException as e:  # pylint: disable=broad-except
-        os.write(2, f"sandbox set-up failed: {_describe(e)}\n".encode())
-      finally:
-        os._exit(70)
-    os.close(status_fd)
-    del nonce
-    os._exit(_reap_until(runner))
+    code = 70
+    try:
+      code = _init(cfg, status_fd)
+    except BaseException as e:  # pylint: disable=broad-except
+      os.write(2, f"sandbox set-up failed: {_describe(e)}\n".encode())
+    finally:
+      os._exit(code)
   os.close(status_fd)
-  del nonce
-  code = _reap_until(init)
+  _stdin_to_devnull()
+  code = _reap_until(init, {})
   _kill_adopted()
   os._exit(code)
 

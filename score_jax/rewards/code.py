@@ -1,20 +1,22 @@
 """Sandboxed execution of model-written programs against their unit tests.
 
-Each program runs with its tests in its own process tree (see
-`_sandbox_child.py` for what happens inside): new mount/net/pid namespaces when
-the kernel allows them, a root-owned tmpfs over the host's scratch dirs and a
-fresh work dir, the slot's own uid when the host runs as root, rlimits on CPU
+Each program runs in its own process tree (see `_sandbox_child.py` for what
+happens inside): new mount/net/pid namespaces when the kernel allows them, a
+root-owned tmpfs over the host's scratch dirs and a fresh work dir, the
+slot's own uid when the host runs as root, no capabilities, rlimits on CPU
 time, address space, file size, open files and processes, a cleaned
 environment, captured and capped output, and the whole process group killed
-on the wall-clock deadline. A pool of threads runs many such processes at once.
+on the wall-clock deadline. A pool of threads runs many such processes at
+once.
 
-Success is never read from the exit code: the child proves that every test
-statement ran by writing a record with a per-run random nonce that the
-program is never given; anything else is a failure with one of `REASONS`.
-The checker shares the program's interpreter, so a program written against
-it can still forge that record (docs/REWARDS.md, known limits); a program
-whose text reaches for interpreter frames or the garbage collector's object
-lists, the direct routes to the checker, fails without running.
+The tests run in a process of their own that never loads the program: they
+call its functions through the sandbox, and arguments and results cross as
+plain data (numbers, strings, containers, a few standard-library types), so
+every comparison the tests make is the interpreter's own, never the
+program's. Success is never read from the exit code: that tests process
+writes a record with a per-run random nonce only after every test statement
+ran; the program never holds the nonce, the tests or a descriptor to write
+a record to; anything else is a failure with one of `REASONS`.
 
 Public API:
   run_program(program, tests, timeout_s=10.0, **limits) -> Result
@@ -23,7 +25,6 @@ Public API:
 
 import concurrent.futures
 import dataclasses
-import io
 import json
 import os
 import queue
@@ -35,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tokenize
 from typing import Optional, Sequence
 
 REASONS = ("passed", "failed", "timeout", "memory", "crash", "syntax_error")
@@ -113,8 +113,13 @@ def run_program(program: str, tests: str, timeout_s: float = 10.0,
 
   Args:
     program: Python source written by the model.
-    tests: Python source that raises (e.g. AssertionError) on failure; it runs
-      in the program's namespace (it sees the program's functions).
+    tests: Python source that raises (e.g. AssertionError) on failure. It
+      sees the program's global names that it uses: values as plain data,
+      functions, classes and other objects as handles that call into the
+      program's process (comparing a handle compares identity), standard
+      modules as its own imports. The program's globals that shadow a
+      builtin are left out unless every program name the tests use is a
+      builtin's (a function under test named `sum`).
     timeout_s: wall-clock limit in seconds.
     **limits: other `Limits` fields (memory_mb=..., isolation=...).
   """
@@ -163,48 +168,10 @@ class _Slots:
 _SLOTS = _Slots()
 
 
-# A tripwire, not a barrier: what reaches the checker's frames (its
-# `report`) or every live object, named in the program's code as an
-# attribute (`sys._getframe`, `frame.f_back`) or an import (`from gc import
-# get_objects`). A name built at run time passes (docs/REWARDS.md, known
-# limits); no MBPP or HumanEval reference solution uses any of them.
-_CHECKER_ROUTES = frozenset((
-    "_getframe", "currentframe", "_current_frames", "f_back", "f_locals",
-    "f_globals", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
-    "cell_contents", "get_referrers", "get_referents", "get_objects"))
-
-
-def checker_routes(program: str) -> list[str]:
-  """The names of `_CHECKER_ROUTES` that `program` uses as attributes or
-  imports (comments, strings and plain variables of those names do not
-  count); [] for a program that does not tokenize (it fails to compile)."""
-  found = set()
-  try:
-    tokens = list(tokenize.generate_tokens(io.StringIO(program).readline))
-  except (tokenize.TokenError, SyntaxError):
-    return []
-  importing, previous = False, None
-  for tok in tokens:
-    if tok.type == tokenize.NEWLINE or tok.string == ";":
-      importing = False
-    elif tok.type == tokenize.NAME and tok.string in ("import", "from"):
-      importing = True
-    elif tok.type == tokenize.NAME and tok.string in _CHECKER_ROUTES and (
-        importing or (previous is not None and previous.string == ".")):
-      found.add(tok.string)
-    if tok.type not in (tokenize.COMMENT, tokenize.NL):
-      previous = tok
-  return sorted(found)
-
-
 def _run(program: str, tests: str, cfg: Limits) -> Result:
   if not isinstance(program, str) or not isinstance(tests, str):
     raise TypeError(f"program and tests must be str, got "
                     f"{type(program).__name__} and {type(tests).__name__}")
-  routes = checker_routes(program)
-  if routes:
-    return Result(False, "failed", "program: reaches for the checker's "
-                  f"interpreter state ({', '.join(routes)})")
   slot = _SLOTS.acquire()
   try:
     return _run_in_slot(program, tests, cfg, slot)
@@ -224,14 +191,16 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
   host_dir = tempfile.mkdtemp(prefix=f"score_sandbox_{os.getpid()}_")
   uid = _slot_uid(slot)
   status_r, status_w = os.pipe()
-  payload = json.dumps({
-      "program": program, "tests": tests, "nonce": nonce,
-      "status_fd": status_w, "host_work_dir": host_dir, "uid": uid,
-      "isolation": cfg.isolation,
+  # Two parts: what the sandbox's set-up and the program's process read,
+  # then what only the tests' process reads (the program never holds it).
+  payload = _part({
+      "program": program, "status_fd": status_w, "host_work_dir": host_dir,
+      "uid": uid, "isolation": cfg.isolation,
       "cpu_s": cfg.cpu_s or max(1, int(-(-cfg.timeout_s // 1))),
       "memory_mb": cfg.memory_mb, "max_processes": cfg.max_processes,
       "max_file_mb": cfg.max_file_mb,
-      "recursion_limit": cfg.recursion_limit}).encode()
+      "recursion_limit": cfg.recursion_limit}) + _part(
+          {"tests": tests, "nonce": nonce})
   proc = None
   try:
     if uid is not None:
@@ -260,6 +229,12 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
                 output=output[:cfg.max_output_bytes].decode("utf-8", "replace"),
                 wall_s=time.monotonic() - start,
                 isolation=tuple((record or {}).get("isolation", ())))
+
+
+def _part(obj) -> bytes:
+  """One length-prefixed JSON part of the child's stdin."""
+  data = json.dumps(obj).encode()
+  return len(data).to_bytes(8, "big") + data
 
 
 def _supervise(proc, payload: bytes, status_r: int, cfg: Limits):
