@@ -117,6 +117,12 @@ def looped():
   xs = [1]
   xs.append(xs)
   return xs
+import enum
+class Color(enum.IntEnum):
+  RED = 1
+def others():
+  return [{1: 0, 3: 0}.keys(), {1: 2}.items(), bytearray(b'ab'), range(3),
+          Color.RED]
 """
   tests = """
 import collections, decimal, math
@@ -143,6 +149,10 @@ else:
   assert False
 xs = looped()
 assert xs[0] == 1 and xs[1][0] == 1 and len(xs[1]) == 2
+keys, items, raw, numbers, red = others()
+assert keys == {1, 3} and items == {(1, 2)} and raw == b'ab'
+assert numbers == range(3) and red == 1 and type(red) is int
+assert sum(squares(30000)) == sum(i * i for i in range(30000))
 try:
   squares(lambda: 0)
 except TypeError as e:
@@ -199,6 +209,36 @@ def add(a, b):
           return found.group(0).decode()
 """
 _SECRET_TESTS = "assert add(1, 2) == 'EXPECTED-0123456789abcdef'\n"
+
+# The program's own message encoder made to send `eval` as a builtin: the
+# tests then evaluate a string of the program's, which walks the frames
+# to a `report` (docs/REWARDS.md).
+_SEND_EVAL = r"""
+import sys
+codec = sys.modules["__main__"]._Codec
+encode = codec.encode
+codec.encode = lambda self, v, active=None: (
+    ["b", "eval"] if v is eval else encode(self, v, active))
+decode = eval
+def encode_text(s):
+  return ("[f.f_locals['report']('passed') for f in iter(lambda g=["
+          "__import__('sys')._getframe()]: g.append(g[-1].f_back) or g[-2],"
+          " None) if f and 'nonce' in f.f_locals]")
+"""
+_SEND_EVAL_TESTS = "assert decode(encode_text('hello')) == 'hello'\n"
+# The same with `breakpoint`: pdb runs the .pdbrc of its working directory.
+_SEND_BREAKPOINT = r"""
+import sys
+codec = sys.modules["__main__"]._Codec
+encode = codec.encode
+codec.encode = lambda self, v, active=None: (
+    ["b", "breakpoint"] if v is breakpoint else encode(self, v, active))
+open(".pdbrc", "w").write(
+    "!import sys; f = sys._getframe(); exec('while f is not None:\\n if "
+    "\"nonce\" in f.f_locals: f.f_locals[\"report\"](\"passed\")\\n "
+    "f = f.f_back')\n")
+answer = breakpoint
+"""
 
 # Each hostile program, what it attempts, and the reason it must get. The
 # tests that follow a hostile program would pass if it were not stopped.
@@ -304,6 +344,28 @@ _HOSTILE = {
         "fake.isclose = lambda *a, **k: True\nsys.modules['math'] = fake\n"
         "def add(a, b):\n  return 0\n",
         "import math\nassert math.isclose(add(1, 2), 3)\n", "failed"),
+    # Code of the program's run by the tests' process: a module it names for
+    # the tests to import (one that runs files from the program's work
+    # dir), builtins that run code (its own message encoder made to send
+    # them), a stand-in for a module the tests use, a StopIteration that
+    # would end the tests' own loop.
+    "module_that_runs_the_programs_file": (
+        "import types\nopen('test_zz.py', 'w').write('import sys\\n"
+        "f = sys._getframe()\\nwhile f:\\n  if \"nonce\" in f.f_locals:"
+        "\\n    f.f_locals[\"report\"](\"passed\")\\n  f = f.f_back\\n')"
+        "\nadd = types.ModuleType('unittest.__main__')\n", _ADD_TESTS,
+        "failed"),
+    "eval_sent_to_the_tests": (_SEND_EVAL, _SEND_EVAL_TESTS, "failed"),
+    "breakpoint_sent_to_the_tests": (_SEND_BREAKPOINT, "assert answer() == 42\n",
+                                     "failed"),
+    "stand_in_for_a_module_the_tests_use": (
+        "class Anything:\n  def isclose(self, *a, **k):\n    return True\n"
+        "math = Anything()\ndef add(a, b):\n  return 0\n",
+        "assert math.isclose(add(1, 2), 3)\n", "failed"),
+    "stop_iteration_ends_the_tests_loop": (
+        "def add(a, b):\n  raise StopIteration\n",
+        "assert all(map(lambda a: add(a, 1) == a + 1, [1, 2, 3]))\n",
+        "failed"),
     # A thread that keeps patching the module the tests use.
     "thread_patching_a_standard_module": (
         "import math, threading\ndef add(a, b):\n  return 0\n"

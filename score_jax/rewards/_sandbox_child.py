@@ -17,9 +17,10 @@ the program and the limits (read by B), then the tests and the run's nonce
      program, then answers T's requests: call this function, read this
      attribute, iterate this value... with plain data (`_Codec`);
   4. T, not dumpable (a process without CAP_SYS_PTRACE cannot read its
-     memory or its file descriptors), runs the tests with the program's
-     functions as `_Remote` handles and writes one JSON record carrying the
-     nonce to the status fd: `passed` only after every test statement ran.
+     memory or its file descriptors) and itself without capabilities,
+     working from `/`, runs the tests with the program's functions as
+     `_Remote` handles and writes one JSON record carrying the nonce to the
+     status fd: `passed` only after every test statement ran.
      C exits when T is done, and C's exit makes the kernel kill whatever D
      left in the namespace. Without a pid namespace, B, the subreaper of
      everything below it, kills what is left (even processes that left the
@@ -373,6 +374,30 @@ def _stdlib_tag(kind):
       else None
 
 
+# Dict views, rebuilt from a dict of their items (keys and items views
+# compare as sets; values views only with themselves).
+_VIEWS = {type({}.keys()): "K", type({}.values()): "V", type({}.items()): "I"}
+# A subclass of one of these crosses as its value of this type, read by the
+# type's own C method (not the subclass's `__str__`, `__index__`, ...).
+_BASES = ((int, int.__index__),
+          (float, float.__float__), (complex, lambda x: complex(
+              float.__float__(x.real), float.__float__(x.imag))),
+          (str, lambda x: "".join([x])), (bytes, lambda x: b"".join([x])),
+          (list, lambda x: list(list.__iter__(x))),
+          (tuple, lambda x: tuple(tuple.__iter__(x))),
+          (dict, lambda x: dict(dict.items(x))),
+          (set, lambda x: set(set.__iter__(x))),
+          (frozenset, lambda x: frozenset(frozenset.__iter__(x))))
+
+
+def _builtin_base(value):
+  """`value` as the builtin type it subclasses (see `_BASES`), or None."""
+  for base, read in _BASES:
+    if isinstance(value, base):
+      return read(value)
+  return None
+
+
 def _is_named_tuple(kind) -> bool:
   fields = getattr(kind, "_fields", None)
   return (issubclass(kind, tuple) and type(fields) is tuple
@@ -383,19 +408,22 @@ class _Codec:
   """Values as JSON trees of tagged lists, in both directions.
 
   By value, rebuilt as exactly these types: None, bool, int, float, complex,
-  str, bytes, list, tuple, dict, set, frozenset, and the standard library's
-  Counter, OrderedDict, defaultdict, deque, Fraction, Decimal and named
-  tuples (rebuilt as the receiver's own `collections.namedtuple`), nested
-  in any way (a container inside itself is not). Builtin types (and, from
-  the tests, builtin functions such as `len` as a key) by name. Anything
-  else goes through `opaque(value)`: the program's process keeps it and
-  sends a handle; the tests' process cannot send it. `handle(id)` makes
-  what a received handle stands for.
+  str, bytes, bytearray, range, list, tuple, dict, set, frozenset, dict
+  views, and the standard library's Counter, OrderedDict, defaultdict,
+  deque, Fraction, Decimal and named tuples (rebuilt as the receiver's own
+  `collections.namedtuple`), nested in any way (a container inside itself
+  is not). A subclass of a builtin type (an `IntEnum` member, a `str`
+  subclass) crosses as its builtin value, read without its methods.
+  Builtin types by name, and builtin functions (`len` as a key) from the
+  tests to the program only: `send` and `accept` are what this side may
+  encode and decode by name. Anything else goes through `opaque(value)`:
+  the program's process keeps it and sends a handle; the tests' process
+  cannot send it. `handle(id)` makes what a received handle stands for.
   """
 
-  def __init__(self, opaque, handle, builtin_kinds):
+  def __init__(self, opaque, handle, send=(type,), accept=(type,)):
     self.opaque, self.handle = opaque, handle
-    self.builtin_kinds = builtin_kinds
+    self.send, self.accept = send, accept
     self.builtins = dict(builtins.__dict__)  # Before the program ran.
     self.named_tuples = {}
 
@@ -405,13 +433,19 @@ class _Codec:
     tag = _SIMPLE.get(kind)
     if tag is not None:
       return self._simple(tag, value)
-    if kind in self.builtin_kinds and self.builtins.get(
+    if kind in self.send and self.builtins.get(
         getattr(value, "__name__", None)) is value:
       return ["b", value.__name__]
-    tag = _CONTAINERS.get(kind) or _stdlib_tag(kind)
+    if kind is bytearray:
+      return ["a", value.hex()]
+    if kind is range:
+      return ["r"] + [self._simple("i", x)
+                      for x in (value.start, value.stop, value.step)]
+    tag = _CONTAINERS.get(kind) or _VIEWS.get(kind) or _stdlib_tag(kind)
     named = tag is None and _is_named_tuple(kind)
     if tag is None and not named:
-      return self.opaque(value)
+      base = _builtin_base(value)
+      return self.opaque(value) if base is None else self.encode(base)
     if tag == "Q":
       return ["Q", format(value.numerator, "x"),
               format(value.denominator, "x")]
@@ -490,8 +524,22 @@ class _Codec:
         return self.handle(args[0])
       if tag == "b" and len(args) == 1 and type(args[0]) is str:
         value = self.builtins.get(args[0])
-        if type(value) in self.builtin_kinds:
+        if type(value) in self.accept:
           return value
+      if tag == "a" and len(args) == 1 and type(args[0]) is str:
+        return bytearray.fromhex(args[0])
+      if tag == "r" and len(args) == 3 and all(
+          type(x) is list and x[:1] == ["i"] for x in args):
+        return range(*[self.decode(x) for x in args])
+      if tag in ("K", "V", "I") and len(args) == 1 and type(args[0]) is list:
+        items = [self.decode(x) for x in args[0]]
+        if tag == "K":
+          return dict.fromkeys(items).keys()
+        if tag == "V":
+          return dict(enumerate(items)).values()
+        if not all(type(x) is tuple and len(x) == 2 for x in items):
+          raise ValueError("malformed items view")
+        return dict(items).items()
       if tag in ("l", "t", "S", "Z") and len(args) == 1 and \
           type(args[0]) is list:
         items = [self.decode(x) for x in args[0]]
@@ -571,6 +619,12 @@ class _Wire:
 
 # -- the tests' process (T) ----------------------------------------------------
 
+# Items of a program's iterator fetched per request.
+_BATCH = 256
+_CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit, SystemExit,
+                 KeyboardInterrupt)
+
+
 class _Remote:
   """A value of the program's that stays in its process; the tests hold this
   handle. Calls, attributes, items, len(), bool(), iteration, str(), repr(),
@@ -578,13 +632,24 @@ class _Remote:
   back as plain data or further handles. Nothing else is forwarded: `==` is
   identity (a handle never equals a value the tests wrote, whatever the
   program's `__eq__` says), `<` and arithmetic raise TypeError, `in` iterates,
-  and the program never sees an expected value."""
+  and the program never sees an expected value. An iterator's items come
+  `_BATCH` at a time. Copying a handle gives the handle itself."""
 
-  __slots__ = ("_id", "_ask")
+  __slots__ = ("_id", "_ask", "_ahead")
 
   def __init__(self, id_, ask):
     object.__setattr__(self, "_id", id_)
     object.__setattr__(self, "_ask", ask)
+    object.__setattr__(self, "_ahead", [])  # Items fetched, last first.
+
+  def __copy__(self):
+    return self
+
+  def __deepcopy__(self, memo):
+    return self
+
+  def __reduce__(self):
+    raise TypeError("a value of the program's process cannot be pickled")
 
   def __call__(self, *args, **kwargs):
     return self._ask("call", self._id, list(args), kwargs)
@@ -619,7 +684,14 @@ class _Remote:
     return self._ask("iter", self._id)
 
   def __next__(self):
-    return self._ask("next", self._id)
+    if not self._ahead:
+      items = self._ask("next_many", self._id, _BATCH)
+      if type(items) is not list:
+        raise TypeError("the program's iterator sent no items")
+      if not items:
+        raise StopIteration
+      self._ahead[:] = items[::-1]
+    return self._ahead.pop()
 
   def __str__(self):
     return self._ask("str", self._id)
@@ -639,9 +711,14 @@ class _Remote:
 
 def _exception(name, message) -> BaseException:
   """The exception the program's process reported, as the tests see it: the
-  builtin class it named (the nearest builtin ancestor of the program's)."""
+  builtin class it named (the nearest builtin ancestor of the program's),
+  except those that steer control flow rather than report an error (a
+  StopIteration would end the tests' own loop or `map` early): those are a
+  RuntimeError."""
   cls = builtins.__dict__.get(name) if type(name) is str else None
   message = message[:500] if type(message) is str else ""
+  if isinstance(cls, type) and issubclass(cls, _CONTROL_FLOW):
+    cls = None
   if isinstance(cls, type) and issubclass(cls, BaseException):
     try:
       return cls(message)
@@ -650,8 +727,7 @@ def _exception(name, message) -> BaseException:
   return RuntimeError(f"{name}: {message}"[:500])
 
 
-def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
-                   wire: _Wire):
+def _tests_process(cfg, layers: list, status_fd: int, wire: _Wire):
   """T: reads the tests and the nonce, runs the tests against the program's
   process, writes the record, exits 0 (`_LOST_PROGRAM` if D went away)."""
   ctypes, libc = _libc()
@@ -659,7 +735,12 @@ def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
   # /proc files (D has no CAP_SYS_PTRACE), nor ever hold its descriptors.
   libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
   libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+  # T runs only the tests and its own decoder, but nothing it does needs a
+  # capability or a file the program wrote: none, from "/".
+  _drop_capabilities(ctypes, libc)
+  libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
   del ctypes, libc
+  os.chdir("/")
   secret = _read_part(0)
   _stdin_to_devnull()
   nonce, source = secret["nonce"], secret["tests"]
@@ -708,10 +789,9 @@ def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
                     "; only plain data crosses to the program's process")
 
   codec = _Codec(handle_or_refuse, lambda id_: _Remote(id_, ask),
-                 (type, types.BuiltinFunctionType))
-  os.chdir(work_dir)
+                 send=(type, types.BuiltinFunctionType), accept=(type,))
   _set_limits(cfg, dropped_uid=False)
-  _install_guard(work_dir, forbid_processes=True)
+  _install_guard(os.devnull, forbid_processes=True)  # It writes no file.
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
   try:
     tests = compile(source, "<tests>", "exec")
@@ -733,7 +813,7 @@ def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
     report("failed", "program: sent a malformed start message")
   try:
     namespace = _test_namespace(message[1], codec)
-  except (ValueError, RecursionError, ImportError) as e:
+  except (ValueError, RecursionError) as e:
     report("failed", f"program: sent a {_describe(e)}")
   try:
     exec(tests, namespace)  # pylint: disable=exec-used
@@ -744,27 +824,31 @@ def _tests_process(cfg, work_dir: str, layers: list, status_fd: int,
   report("passed")
 
 
+# Standard modules the tests may take from the program's globals (MBPP task
+# 596's tests use the `sys` its program imported): bound to T's own import,
+# whatever the program holds under that name.
+_TEST_MODULES = frozenset((
+    "array", "bisect", "cmath", "collections", "copy", "datetime", "decimal",
+    "fractions", "functools", "heapq", "itertools", "math", "operator",
+    "random", "re", "statistics", "string", "sys"))
+
+
 def _test_namespace(program: dict, codec: _Codec) -> dict:
-  """The tests' globals: the program's names they use, as values, modules
-  or handles. Names of the program's that shadow a builtin are left out
-  (a `set` in the tests means the builtin), unless every name of the
-  program's that the tests use, modules aside, is a builtin's (MBPP task
-  126's function under test is named `sum`)."""
-  modules = {name for name, node in program.items()
-             if type(node) is list and node[:1] == ["m"]}
+  """The tests' globals from the program's names they use: a module name of
+  `_TEST_MODULES` is T's own import (a program's object under the name
+  `math` would see the expected values passed to `math.isclose`); other
+  names are values or handles. Names of the program's that shadow a
+  builtin are left out (a `set` in the tests means the builtin), unless
+  every other name of the program's that the tests use is a builtin's too
+  (MBPP task 126's function under test is named `sum`)."""
+  modules = set(program) & _TEST_MODULES
   shadows = {name for name in program if name in builtins.__dict__}
   hidden = shadows if set(program) - modules - shadows else set()
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   for name, node in program.items():
-    if name in hidden:
-      continue
     if name in modules:
-      module = node[1] if len(node) == 2 else None
-      if type(module) is not str or \
-          module.partition(".")[0] not in sys.stdlib_module_names:
-        raise ValueError(f"malformed module for {name!r}")
-      namespace[name] = importlib.import_module(module)
-    else:
+      namespace[name] = importlib.import_module(name)
+    elif name not in hidden:
       namespace[name] = codec.decode(node)
   return namespace
 
@@ -798,7 +882,7 @@ _OPS = {
     "getattr": getattr, "setattr": setattr, "delattr": delattr,
     "getitem": operator.getitem, "setitem": operator.setitem,
     "delitem": operator.delitem, "len": len, "bool": bool, "iter": iter,
-    "next": next, "str": str, "repr": repr, "int": int, "float": float,
+    "str": str, "repr": repr, "int": int, "float": float,
     "index": operator.index}
 
 
@@ -840,7 +924,8 @@ def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
       raise ValueError(f"no object {id_}")
     return objects[id_]
 
-  codec = _Codec(keep_object, lookup, (type,))
+  codec = _Codec(keep_object, lookup, send=(type,),
+                 accept=(type, types.BuiltinFunctionType))
   wire = _Flushing(wire, (sys.stdout, sys.stderr))
 
   def builtin_ancestor(exc) -> str:
@@ -895,25 +980,34 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
   request = wire.receive()
   if not (type(request) is list and request[:1] == ["names"]):
     exit_(1)
-  program = {}
-  for name in request[1]:
-    if name not in namespace:
-      continue
-    value = namespace[name]
-    module = getattr(value, "__name__", None)
-    if isinstance(value, types.ModuleType) and type(module) is str and \
-        module.partition(".")[0] in sys.stdlib_module_names:
-      program[name] = ["m", module]
-    else:
-      program[name] = codec.encode(value)
-  wire.send(["ready", program])
+  wire.send(["ready", {name: codec.encode(namespace[name])
+                        for name in request[1] if name in namespace}])
+  pending = {}  # An iterator's exception raised after items already sent.
+
+  def next_many(iterator, count):
+    if id(iterator) in pending:
+      raise pending.pop(id(iterator))
+    items = []
+    while len(items) < count:
+      try:
+        items.append(next(iterator))
+      except StopIteration:
+        break
+      except BaseException as e:  # pylint: disable=broad-except
+        if not items:
+          raise
+        pending[id(iterator)] = e
+        break
+    return items
+
   while True:
     request = wire.receive()
     if request is None:
       wire.flush()
       exit_(0)
     try:
-      op, target = _OPS[request[0]], codec.decode(["h", request[1]])
+      op = next_many if request[0] == "next_many" else _OPS[request[0]]
+      target = codec.decode(["h", request[1]])
       operands = [codec.decode(x) for x in request[2:]]
       try:
         result = op(target, *operands)
@@ -1034,7 +1128,7 @@ def _init(cfg, status_fd: int):
   if tests_pid == 0:
     os.close(from_tests)
     os.close(to_tests)
-    _child(_tests_process, cfg, work_dir, layers, status_fd,
+    _child(_tests_process, cfg, layers, status_fd,
            _Wire(from_program, to_program))
   # Only T keeps the status pipe and the rest of stdin (the tests).
   for fd in (status_fd, to_program, from_program):

@@ -116,8 +116,9 @@ def run_program(program: str, tests: str, timeout_s: float = 10.0,
     tests: Python source that raises (e.g. AssertionError) on failure. It
       sees the program's global names that it uses: values as plain data,
       functions, classes and other objects as handles that call into the
-      program's process (comparing a handle compares identity), standard
-      modules as its own imports. The program's globals that shadow a
+      program's process (comparing a handle compares identity); a standard
+      module's name (`math`, `sys`) is the tests' own import of it, whatever
+      the program holds under that name. The program's globals that shadow a
       builtin are left out unless every program name the tests use is a
       builtin's (a function under test named `sum`).
     timeout_s: wall-clock limit in seconds.
