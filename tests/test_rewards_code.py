@@ -164,6 +164,60 @@ else:
   assert r.passed, r
 
 
+def test_what_crosses_behaves_as_in_one_interpreter():
+  """Cases an adversarial review found wrong: an OrderedDict's order, an
+  iterator read on after next(), one object as one handle, a generator
+  that never ends read once, an exception class that takes five arguments,
+  renamed named-tuple fields, an object imported from the standard library
+  under a module's name."""
+  program = """
+import collections
+from datetime import datetime
+class Node:
+  def __init__(self, nxt=None):
+    self.nxt = nxt
+def chain():
+  return Node(Node(Node()))
+def last(node):
+  while node.nxt is not None:
+    node = node.nxt
+  return node
+def ordered():
+  return collections.OrderedDict([('b', 1), ('a', 2)])
+def count(n):
+  return iter(range(n))
+def forever():
+  yield 1
+  while True:
+    pass
+def text(raw):
+  return raw.decode()
+def point():
+  return collections.namedtuple('P', ['x', 'def'], rename=True)(1, 2)
+def many(n):
+  return list(range(n))
+"""
+  tests = """
+assert list(ordered()) == ['b', 'a']
+it = count(5)
+assert next(it) == 0 and list(it) == [1, 2, 3, 4]
+head = chain()
+assert last(head) is head.nxt.nxt
+assert next(forever()) == 1
+try:
+  text(b'\\xff')
+except ValueError:
+  pass
+else:
+  assert False
+assert point() == (1, 2) and point()._1 == 2
+assert datetime(2020, 1, 2).year == 2020
+assert many(200_000) == list(range(200_000))
+"""
+  r = code.run_program(program, tests, timeout_s=20.0)
+  assert r.passed, r
+
+
 def test_output_is_captured_and_capped():
   r = code.run_program("print('hello from the sandbox')", "",
                        max_output_bytes=1000)

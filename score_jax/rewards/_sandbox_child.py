@@ -353,8 +353,10 @@ def _describe(exc) -> str:
 
 # -- values across the pipe ----------------------------------------------------
 
-_SIMPLE = {type(None): "N", bool: "B", int: "i", float: "f", complex: "c",
-           str: "s", bytes: "y"}
+# Sent as JSON's own scalars (floats exactly: JSON text is their repr).
+_BARE = (type(None), bool, int, float, str)
+# Wider than this an int goes as hex (JSON's decimal digits are capped).
+_BARE_INT_BITS = 10_000
 _CONTAINERS = {list: "l", tuple: "t", set: "S", frozenset: "Z", dict: "d"}
 # Standard-library value types rebuilt by value: (module, name) -> tag.
 _STDLIB = {("collections", "Counter"): "C",
@@ -430,17 +432,22 @@ class _Codec:
   # Encoding: `value` is anything; the result is JSON-able.
   def encode(self, value, active=None):
     kind = type(value)
-    tag = _SIMPLE.get(kind)
-    if tag is not None:
-      return self._simple(tag, value)
+    if kind in _BARE:
+      if kind is int and value.bit_length() > _BARE_INT_BITS:
+        return ["i", format(value, "x")]
+      return value
+    if kind is complex:
+      return ["c", value.real.hex(), value.imag.hex()]
+    if kind is bytes:
+      return ["y", value.hex()]
     if kind in self.send and self.builtins.get(
         getattr(value, "__name__", None)) is value:
       return ["b", value.__name__]
     if kind is bytearray:
       return ["a", value.hex()]
     if kind is range:
-      return ["r"] + [self._simple("i", x)
-                      for x in (value.start, value.stop, value.step)]
+      return ["r", self.encode(value.start), self.encode(value.stop),
+              self.encode(value.step)]
     tag = _CONTAINERS.get(kind) or _VIEWS.get(kind) or _stdlib_tag(kind)
     named = tag is None and _is_named_tuple(kind)
     if tag is None and not named:
@@ -476,45 +483,22 @@ class _Codec:
     finally:
       active.discard(id(value))
 
-  @staticmethod
-  def _simple(tag, value):
-    if tag == "N":
-      return ["N"]
-    if tag == "B":
-      return ["B", int(value)]
-    if tag == "i":
-      return ["i", format(value, "x")]  # Hex: no int_max_str_digits limit.
-    if tag == "f":
-      return ["f", value.hex()]
-    if tag == "c":
-      return ["c", value.real.hex(), value.imag.hex()]
-    if tag == "y":
-      return ["y", value.hex()]
-    return ["s", value]
-
   # Decoding: `node` is untrusted JSON; anything unexpected is ValueError.
   def decode(self, node):
+    if type(node) in _BARE:
+      return node
     if type(node) is not list or not node or type(node[0]) is not str:
       raise ValueError("malformed value")
     tag, args = node[0], node[1:]
     try:
-      if tag == "N" and not args:
-        return None
-      if tag == "B" and args in ([0], [1]):
-        return bool(args[0])
-      if tag in ("i", "y", "f", "s", "M") and len(args) == 1 and \
-          type(args[0]) is str:
+      if tag in ("i", "y", "M") and len(args) == 1 and type(args[0]) is str:
         text = args[0]
         if tag == "i":
           return int(text, 16)
         if tag == "y":
           return bytes.fromhex(text)
-        if tag == "f":
-          return float.fromhex(text)
-        if tag == "M":
-          import decimal  # pylint: disable=g-import-not-at-top
-          return decimal.Decimal(text)
-        return text
+        import decimal  # pylint: disable=g-import-not-at-top
+        return decimal.Decimal(text)
       if tag == "c" and len(args) == 2 and all(type(a) is str for a in args):
         return complex(float.fromhex(args[0]), float.fromhex(args[1]))
       if tag == "Q" and len(args) == 2 and all(type(a) is str for a in args):
@@ -522,15 +506,17 @@ class _Codec:
         return fractions.Fraction(int(args[0], 16), int(args[1], 16))
       if tag == "h" and len(args) == 1 and type(args[0]) is int:
         return self.handle(args[0])
-      if tag == "b" and len(args) == 1 and type(args[0]) is str:
+      if tag == "b" and len(args) == 1 and type(args[0]) is str and \
+          not args[0].startswith("_"):
         value = self.builtins.get(args[0])
         if type(value) in self.accept:
           return value
       if tag == "a" and len(args) == 1 and type(args[0]) is str:
         return bytearray.fromhex(args[0])
-      if tag == "r" and len(args) == 3 and all(
-          type(x) is list and x[:1] == ["i"] for x in args):
-        return range(*[self.decode(x) for x in args])
+      if tag == "r" and len(args) == 3:
+        bounds = [self.decode(x) for x in args]
+        if all(type(x) is int for x in bounds):
+          return range(*bounds)
       if tag in ("K", "V", "I") and len(args) == 1 and type(args[0]) is list:
         items = [self.decode(x) for x in args[0]]
         if tag == "K":
@@ -559,7 +545,13 @@ class _Codec:
           type(args[1]) is list and type(args[2]) is list:
         return self._named_tuple(args[0], args[1])(
             *[self.decode(x) for x in args[2]])
-    except (TypeError, ArithmeticError, OverflowError) as e:
+    except MemoryError:
+      raise
+    except ValueError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # E.g. a SyntaxError from namedtuple(), InvalidOperation from Decimal:
+      # a bad message, not an exception of the tests'.
       raise ValueError(f"malformed value: {_describe(e)}") from None
     raise ValueError(f"malformed value (tag {tag!r})")
 
@@ -572,7 +564,7 @@ class _Codec:
            "O": collections.OrderedDict}[tag]() if tag != "D" else \
         collections.defaultdict(factory)
     for key, value in pairs:
-      dict.__setitem__(out, self.decode(key), self.decode(value))
+      out[self.decode(key)] = self.decode(value)
     return out
 
   def _named_tuple(self, name, fields):
@@ -582,7 +574,7 @@ class _Codec:
       if not all(type(f) is str for f in fields):
         raise ValueError("malformed named tuple")
       import collections  # pylint: disable=g-import-not-at-top
-      kind = collections.namedtuple(name, fields)
+      kind = collections.namedtuple(name, fields, rename=True)
       self.named_tuples[key] = kind
     return kind
 
@@ -619,7 +611,9 @@ class _Wire:
 
 # -- the tests' process (T) ----------------------------------------------------
 
-# Items of a program's iterator fetched per request.
+# Items of a program's iterator fetched per request: 1, then twice as many
+# each time up to this (the tests may stop after the first; a generator
+# may never end).
 _BATCH = 256
 _CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit, SystemExit,
                  KeyboardInterrupt)
@@ -633,14 +627,15 @@ class _Remote:
   identity (a handle never equals a value the tests wrote, whatever the
   program's `__eq__` says), `<` and arithmetic raise TypeError, `in` iterates,
   and the program never sees an expected value. An iterator's items come
-  `_BATCH` at a time. Copying a handle gives the handle itself."""
+  up to `_BATCH` at a time. Copying a handle gives the handle itself."""
 
-  __slots__ = ("_id", "_ask", "_ahead")
+  __slots__ = ("_id", "_ask", "_ahead", "_batch")
 
   def __init__(self, id_, ask):
     object.__setattr__(self, "_id", id_)
     object.__setattr__(self, "_ask", ask)
     object.__setattr__(self, "_ahead", [])  # Items fetched, last first.
+    object.__setattr__(self, "_batch", 1)
 
   def __copy__(self):
     return self
@@ -685,11 +680,12 @@ class _Remote:
 
   def __next__(self):
     if not self._ahead:
-      items = self._ask("next_many", self._id, _BATCH)
-      if type(items) is not list:
-        raise TypeError("the program's iterator sent no items")
+      items = self._ask("next_many", self._id, self._batch)
+      if type(items) is not list or len(items) > self._batch:
+        raise TypeError("the program's iterator sent a malformed batch")
       if not items:
         raise StopIteration
+      object.__setattr__(self, "_batch", min(2 * self._batch, _BATCH))
       self._ahead[:] = items[::-1]
     return self._ahead.pop()
 
@@ -719,11 +715,13 @@ def _exception(name, message) -> BaseException:
   message = message[:500] if type(message) is str else ""
   if isinstance(cls, type) and issubclass(cls, _CONTROL_FLOW):
     cls = None
-  if isinstance(cls, type) and issubclass(cls, BaseException):
+  if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+    return RuntimeError(f"{name}: {message}"[:500])
+  for klass in cls.__mro__:  # UnicodeDecodeError wants five arguments.
     try:
-      return cls(message)
+      return klass(message)
     except Exception:  # pylint: disable=broad-except
-      pass  # E.g. UnicodeDecodeError wants five arguments.
+      continue
   return RuntimeError(f"{name}: {message}"[:500])
 
 
@@ -788,7 +786,14 @@ def _tests_process(cfg, layers: list, status_fd: int, wire: _Wire):
     raise TypeError(f"the tests passed the program a {type(value).__name__}"
                     "; only plain data crosses to the program's process")
 
-  codec = _Codec(handle_or_refuse, lambda id_: _Remote(id_, ask),
+  remotes = {}  # One handle per object (D sends one id per object).
+
+  def remote(id_):
+    if id_ not in remotes:
+      remotes[id_] = _Remote(id_, ask)
+    return remotes[id_]
+
+  codec = _Codec(handle_or_refuse, remote,
                  send=(type, types.BuiltinFunctionType), accept=(type,))
   _set_limits(cfg, dropped_uid=False)
   _install_guard(os.devnull, forbid_processes=True)  # It writes no file.
@@ -833,24 +838,55 @@ _TEST_MODULES = frozenset((
     "random", "re", "statistics", "string", "sys"))
 
 
+# What the program may say a global of its is ("from datetime import
+# datetime"): T then binds its own. Any public object of these modules is
+# safe to hand the tests, and one that passes them is a right answer. Not
+# `sys`, whose functions change the interpreter the tests run in.
+_CLAIMABLE = _TEST_MODULES - {"sys"}
+
+
 def _test_namespace(program: dict, codec: _Codec) -> dict:
-  """The tests' globals from the program's names they use: a module name of
-  `_TEST_MODULES` is T's own import (a program's object under the name
-  `math` would see the expected values passed to `math.isclose`); other
-  names are values or handles. Names of the program's that shadow a
-  builtin are left out (a `set` in the tests means the builtin), unless
-  every other name of the program's that the tests use is a builtin's too
-  (MBPP task 126's function under test is named `sum`)."""
+  """The tests' globals from the program's names they use.
+
+  A name of `_TEST_MODULES` is T's own import of that module (a program's
+  object under the name `math` would see the expected values passed to
+  `math.isclose`), unless the program's global is a public object of such
+  a module (`from datetime import datetime`), which is T's own too (see
+  `_standard`). Other names are values or handles. Names of the program's
+  that shadow a builtin are left out (a `set` in the tests means the
+  builtin), unless every other name of the program's that the tests use is
+  a builtin's too (MBPP task 126's function under test is named `sum`)."""
   modules = set(program) & _TEST_MODULES
   shadows = {name for name in program if name in builtins.__dict__}
   hidden = shadows if set(program) - modules - shadows else set()
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   for name, node in program.items():
-    if name in modules:
-      namespace[name] = importlib.import_module(name)
-    elif name not in hidden:
-      namespace[name] = codec.decode(node)
+    if name in hidden:
+      continue
+    value = _standard(node)
+    if name in modules and (value is None or
+                            isinstance(value, types.ModuleType)):
+      value = importlib.import_module(name)
+    namespace[name] = codec.decode(node) if value is None else value
   return namespace
+
+
+def _standard(node):
+  """T's own object for the program's ["std", module, attribute or None],
+  else None; a name outside `_CLAIMABLE`'s public objects is malformed."""
+  if not (type(node) is list and node[:1] == ["std"]):
+    return None
+  if not (len(node) == 3 and node[1] in _CLAIMABLE and (
+      node[2] is None or type(node[2]) is str and node[2] and
+      not node[2].startswith("_"))):
+    raise ValueError("malformed standard-library name")
+  module = importlib.import_module(node[1])
+  if node[2] is None:
+    return module
+  value = getattr(module, node[2], None)
+  if value is None or isinstance(value, types.ModuleType):
+    raise ValueError(f"malformed standard-library name {node[1]}.{node[2]}")
+  return value
 
 
 # -- the program's process (D) -------------------------------------------------
@@ -915,9 +951,13 @@ def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
   main_pid = getpid()
   objects = []
 
+  ids = {}  # id(object) -> its number (`objects` keeps it alive).
+
   def keep_object(value):
-    objects.append(value)
-    return ["h", len(objects) - 1]
+    if id(value) not in ids:
+      ids[id(value)] = len(objects)
+      objects.append(value)
+    return ["h", ids[id(value)]]
 
   def lookup(id_):
     if not 0 <= id_ < len(objects):
@@ -980,7 +1020,8 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
   request = wire.receive()
   if not (type(request) is list and request[:1] == ["names"]):
     exit_(1)
-  wire.send(["ready", {name: codec.encode(namespace[name])
+  wire.send(["ready", {name: _claim(namespace[name]) or
+                        codec.encode(namespace[name])
                         for name in request[1] if name in namespace}])
   pending = {}  # An iterator's exception raised after items already sent.
 
@@ -1022,6 +1063,23 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
       restore()
       reply = ["raise", builtin_ancestor(e), _describe(e).partition(": ")[2]]
     wire.send(reply)
+
+
+def _claim(value):
+  """["std", module, attribute] when `value` is a public object of a loaded
+  `_CLAIMABLE` module (["std", module, None]: the module itself), else
+  None."""
+  if isinstance(value, types.ModuleType):
+    name = getattr(value, "__name__", None)
+    return ["std", name, None] if name in _CLAIMABLE else None
+  if type(value) in _BARE or not callable(value):
+    return None
+  for name in sorted(_CLAIMABLE):
+    module = sys.modules.get(name)
+    for attribute, member in vars(module).items() if module else ():
+      if member is value and not attribute.startswith("_"):
+        return ["std", name, attribute]
+  return None
 
 
 def _builtins_restorer():
