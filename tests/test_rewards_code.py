@@ -416,6 +416,20 @@ _HOSTILE = {
         "class Anything:\n  def isclose(self, *a, **k):\n    return True\n"
         "math = Anything()\ndef add(a, b):\n  return 0\n",
         "assert math.isclose(add(1, 2), 3)\n", "failed"),
+    "claim_a_module_name_for_another_object": (
+        "import sys, math\nfrom decimal import Decimal\n"
+        "main = sys.modules['__main__']\nclaim = main._claim\n"
+        "main._claim = lambda v: ['std', 'decimal', 'DefaultContext'] "
+        "if v is math else claim(v)\n"
+        "def f(x):\n  return Decimal(x).sqrt()\n",
+        "assert f(2) == math.sqrt(2)\n", "failed"),
+    "unhashable_claim": (
+        "import sys\n"
+        "sys.modules['__main__']._claim = lambda v: ['std', [1], 'x']\n"
+        "def f(x):\n  return x\n", "assert f(2) == 3\n", "failed"),
+    "shadow_a_second_builtin_beside_one_under_test": (
+        "def sum(a, b):\n  return 0\ndef round(x, n=0):\n  return 6\n",
+        "assert round(sum(10, 15), 0) == 6\n", "failed"),
     "stop_iteration_ends_the_tests_loop": (
         "def add(a, b):\n  raise StopIteration\n",
         "assert all(map(lambda a: add(a, 1) == a + 1, [1, 2, 3]))\n",
@@ -464,6 +478,12 @@ def test_a_program_may_add_to_a_standard_module():
               "def pairs(xs):\n  return list(itertools.batched(xs, 2))\n")
   result = code.run_program(backport,
                             "assert pairs([1, 2, 3]) == [(1, 2), (3,)]")
+  assert result.passed, result
+  # A function it put into a module and the tests call is its own, not a
+  # name of the standard module's (which T's module does not have).
+  result = code.run_program(
+      "import itertools\ndef halves(xs):\n  return xs[:1], xs[1:]\n"
+      "itertools.halves = halves\n", "assert halves([1, 2]) == ([1], [2])")
   assert result.passed, result
 
 

@@ -850,22 +850,25 @@ def _test_namespace(program: dict, codec: _Codec) -> dict:
 
   A name of `_TEST_MODULES` is T's own import of that module (a program's
   object under the name `math` would see the expected values passed to
-  `math.isclose`), unless the program's global is a public object of such
-  a module (`from datetime import datetime`), which is T's own too (see
-  `_standard`). Other names are values or handles. Names of the program's
-  that shadow a builtin are left out (a `set` in the tests means the
-  builtin), unless every other name of the program's that the tests use is
-  a builtin's too (MBPP task 126's function under test is named `sum`)."""
+  `math.isclose`), or that module's own member of the same name where the
+  program says it holds that (`from datetime import datetime`). Any other
+  name the program says holds a public object of a `_CLAIMABLE` module is
+  T's own object (`_standard`): it gives the program no more than a
+  function of its own under that name would. Other names are values or
+  handles. Names of the program's that shadow a builtin are left out (a
+  `set` in the tests means the builtin), unless the one name of the
+  program's that the tests use, modules aside, is a builtin's (MBPP task
+  126's function under test is named `sum`)."""
   modules = set(program) & _TEST_MODULES
   shadows = {name for name in program if name in builtins.__dict__}
-  hidden = shadows if set(program) - modules - shadows else set()
+  others = set(program) - modules
+  hidden = set() if len(others) == 1 and others <= shadows else shadows
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   for name, node in program.items():
     if name in hidden:
       continue
     value = _standard(node)
-    if name in modules and (value is None or
-                            isinstance(value, types.ModuleType)):
+    if name in modules and (value is None or node[1:] != [name, name]):
       value = importlib.import_module(name)
     namespace[name] = codec.decode(node) if value is None else value
   return namespace
@@ -876,9 +879,10 @@ def _standard(node):
   else None; a name outside `_CLAIMABLE`'s public objects is malformed."""
   if not (type(node) is list and node[:1] == ["std"]):
     return None
-  if not (len(node) == 3 and node[1] in _CLAIMABLE and (
-      node[2] is None or type(node[2]) is str and node[2] and
-      not node[2].startswith("_"))):
+  if not (len(node) == 3 and type(node[1]) is str and
+          node[1] in _CLAIMABLE and (
+              node[2] is None or type(node[2]) is str and node[2] and
+              not node[2].startswith("_"))):
     raise ValueError("malformed standard-library name")
   module = importlib.import_module(node[1])
   if node[2] is None:
@@ -1066,17 +1070,21 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
 
 
 def _claim(value):
-  """["std", module, attribute] when `value` is a public object of a loaded
-  `_CLAIMABLE` module (["std", module, None]: the module itself), else
-  None."""
+  """["std", module, attribute] when `value` is a public object that a
+  loaded `_CLAIMABLE` module defines (["std", module, None]: the module
+  itself), else None. A function the program put into such a module (a
+  backport) is its own: T's module does not have it."""
   if isinstance(value, types.ModuleType):
     name = getattr(value, "__name__", None)
     return ["std", name, None] if name in _CLAIMABLE else None
   if type(value) in _BARE or not callable(value):
     return None
+  home = getattr(value, "__module__", None)
   for name in sorted(_CLAIMABLE):
     module = sys.modules.get(name)
-    for attribute, member in vars(module).items() if module else ():
+    if module is None or home not in (name, "_" + name):
+      continue
+    for attribute, member in vars(module).items():
       if member is value and not attribute.startswith("_"):
         return ["std", name, attribute]
   return None

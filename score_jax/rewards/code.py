@@ -117,10 +117,11 @@ def run_program(program: str, tests: str, timeout_s: float = 10.0,
       sees the program's global names that it uses: values as plain data,
       functions, classes and other objects as handles that call into the
       program's process (comparing a handle compares identity); a standard
-      module's name (`math`, `sys`) is the tests' own import of it, whatever
-      the program holds under that name. The program's globals that shadow a
-      builtin are left out unless every program name the tests use is a
-      builtin's (a function under test named `sum`).
+      module's name (`math`, `sys`) is the tests' own import of it (or its
+      own member of that name: `from datetime import datetime`), whatever
+      else the program holds under that name. The program's globals that
+      shadow a builtin are left out unless the one program name the tests
+      use is a builtin's (a function under test named `sum`).
     timeout_s: wall-clock limit in seconds.
     **limits: other `Limits` fields (memory_mb=..., isolation=...).
   """
