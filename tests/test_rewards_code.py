@@ -169,7 +169,7 @@ def test_what_crosses_behaves_as_in_one_interpreter():
   iterator read on after next(), one object as one handle, a generator
   that never ends read once, an exception class that takes five arguments,
   renamed named-tuple fields, an object imported from the standard library
-  under a module's name."""
+  under a module's name, arguments changed in place."""
   program = """
 import collections
 from datetime import datetime
@@ -196,6 +196,12 @@ def point():
   return collections.namedtuple('P', ['x', 'def'], rename=True)(1, 2)
 def many(n):
   return list(range(n))
+def sort_in_place(xs):
+  xs.sort()
+def note(seen, key, marks):
+  seen.add(key)
+  marks[key] = True
+  return len(seen)
 """
   tests = """
 assert list(ordered()) == ['b', 'a']
@@ -213,6 +219,12 @@ else:
 assert point() == (1, 2) and point()._1 == 2
 assert datetime(2020, 1, 2).year == 2020
 assert many(200_000) == list(range(200_000))
+a = [3, 1, 2]
+alias = a
+assert sort_in_place(a) is None and alias == [1, 2, 3]
+seen, marks = set(), {}
+assert note(seen, 'x', marks=marks) == 1 and seen == {'x'}
+assert marks == {'x': True}
 """
   r = code.run_program(program, tests, timeout_s=20.0)
   assert r.passed, r

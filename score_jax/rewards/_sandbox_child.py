@@ -358,6 +358,8 @@ _BARE = (type(None), bool, int, float, str)
 # Wider than this an int goes as hex (JSON's decimal digits are capped).
 _BARE_INT_BITS = 10_000
 _CONTAINERS = {list: "l", tuple: "t", set: "S", frozenset: "Z", dict: "d"}
+# Arguments whose changes by a call are copied back to the tests' objects.
+_MUTABLE = (list, dict, set, bytearray)
 # Standard-library value types rebuilt by value: (module, name) -> tag.
 _STDLIB = {("collections", "Counter"): "C",
            ("collections", "OrderedDict"): "O",
@@ -725,6 +727,31 @@ def _exception(name, message) -> BaseException:
   return RuntimeError(f"{name}: {message}"[:500])
 
 
+def _copy_back(changes, codec: _Codec, args: list, kwargs: dict):
+  """Makes the tests' own list, dict, set and bytearray arguments of a call
+  what the program's function left them (`_changed_arguments`), as if it
+  had been handed them: `a = [3, 1, 2]; sort_in_place(a)` sorts `a`."""
+  if type(changes) is not list:
+    raise ValueError("malformed changed arguments")
+  for change in changes:
+    where, node = change if type(change) is list and len(change) == 2 else (
+        None, None)
+    if type(where) is int and 0 <= where < len(args):
+      target = args[where]
+    elif type(where) is str and where in kwargs:
+      target = kwargs[where]
+    else:
+      raise ValueError("malformed changed arguments")
+    value = codec.decode(node)
+    if type(target) not in _MUTABLE or type(value) is not type(target):
+      raise ValueError("malformed changed arguments")
+    if type(target) in (dict, set):
+      target.clear()
+      target.update(value)
+    else:
+      target[:] = value
+
+
 def _tests_process(cfg, layers: list, status_fd: int, wire: _Wire):
   """T: reads the tests and the nonce, runs the tests against the program's
   process, writes the record, exits 0 (`_LOST_PROGRAM` if D went away)."""
@@ -771,9 +798,13 @@ def _tests_process(cfg, layers: list, status_fd: int, wire: _Wire):
     except BrokenPipeError:
       os._exit(_LOST_PROGRAM)
     reply = receive()
-    if type(reply) is list and reply[:1] == ["ok"] and len(reply) == 2:
+    if type(reply) is list and reply[:1] == ["ok"] and \
+        len(reply) == (3 if op == "call" else 2):
       try:
-        return codec.decode(reply[1])
+        value = codec.decode(reply[1])
+        if op == "call":
+          _copy_back(reply[2], codec, *operands)
+        return value
       except (ValueError, RecursionError) as e:
         report("failed", f"program: sent a {_describe(e)}")
     if type(reply) is list and reply[:1] == ["raise"] and len(reply) == 3:
@@ -1061,12 +1092,32 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
       if getpid() != main_pid:  # A fork made by the program's function.
         exit_(1)
       reply = ["ok", codec.encode(result)]
+      if request[0] == "call":
+        reply.append(_changed_arguments(codec, request[2], request[3],
+                                        *operands))
     except BaseException as e:  # pylint: disable=broad-except
       if getpid() != main_pid:
         exit_(1)
       restore()
       reply = ["raise", builtin_ancestor(e), _describe(e).partition(": ")[2]]
     wire.send(reply)
+
+
+def _changed_arguments(codec: _Codec, sent_args, sent_kwargs, args: list,
+                       kwargs: dict) -> list:
+  """[[position or keyword, value now], ...] for the list, dict, set and
+  bytearray arguments of a call that it changed (they no longer encode as
+  they were sent), so T changes the tests' own objects the same way."""
+  sent = dict(enumerate(sent_args[1]))
+  sent.update((key[0] if type(key) is list else key, node)
+              for key, node in sent_kwargs[1])
+  changed = []
+  for where, value in [*enumerate(args), *kwargs.items()]:
+    if type(value) in _MUTABLE:
+      now = codec.encode(value)
+      if now != sent.get(where):
+        changed.append([where, now])
+  return changed
 
 
 def _claim(value):
