@@ -540,8 +540,8 @@ def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
   got = {n: (r.reason, r.detail) for n, r in zip(names, results)}
   want = {n: (_HOSTILE[n][2], got[n][1]) for n in names}
   assert got == want
-  # Bounded: 24 programs, 4 at a time, at most ~4.5 s each (3 s + start-up
-  # grace + kill), on a loaded 2-core machine.
+  # Bounded: 4 at a time, and the few that time out take at most ~4.5 s
+  # each (3 s + start-up grace + kill), on a loaded 2-core machine.
   assert elapsed < 60, elapsed
   with pytest.raises(BlockingIOError):
     listener.accept()  # Nobody connected.
