@@ -230,6 +230,62 @@ assert marks == {'x': True}
   assert r.passed, r
 
 
+def test_arguments_changed_in_place_come_back_as_in_python():
+  """What a review found the first copy-back got wrong: a program's own
+  list passed back to it, a subclass of the tests', a change that compares
+  equal (1 to 1.0, 1 to True), a set it did not touch (its order), a change
+  too deep to send, Counter and deque arguments."""
+  program = """
+def make():
+  a = [1]
+  a.append(a)
+  return a
+def size(x):
+  x.append(0)
+  return len(x)
+def grow(a):
+  a.append(1)
+def to_float(a, d):
+  a[:] = [float(x) for x in a]
+  d['x'] = True
+def count(s):
+  return len(s)
+def nest(a):
+  x = None
+  for i in range(5000):
+    x = [i, x]
+  a.append(x)
+def tally(c, q):
+  c['a'] += 2
+  q.append(5)
+"""
+  tests = """
+import collections
+r = make()
+assert size(r[1]) == 3
+class L(list):
+  pass
+a = L()
+grow(a)
+assert a == [1] and type(a) is L
+a, d = [1, 2], {'x': 1}
+to_float(a, d)
+assert str(a) == '[1.0, 2.0]' and d['x'] is True
+s = set(range(100))
+for i in range(95):
+  s.discard(i)
+order = list(s)
+count(s)
+assert list(s) == order
+assert nest([]) is None
+c, q = collections.Counter('ab'), collections.deque([1], maxlen=2)
+tally(c, q)
+assert c == {'a': 3, 'b': 1} and list(q) == [1, 5] and q.maxlen == 2
+"""
+  r = code.run_program(program, tests)
+  assert r.passed, r
+
+
 def test_output_is_captured_and_capped():
   r = code.run_program("print('hello from the sandbox')", "",
                        max_output_bytes=1000)

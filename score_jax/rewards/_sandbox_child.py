@@ -36,6 +36,7 @@ file imports only the standard library (no site-packages).
 """
 
 import builtins
+import collections
 import importlib
 import json
 import operator
@@ -358,8 +359,9 @@ _BARE = (type(None), bool, int, float, str)
 # Wider than this an int goes as hex (JSON's decimal digits are capped).
 _BARE_INT_BITS = 10_000
 _CONTAINERS = {list: "l", tuple: "t", set: "S", frozenset: "Z", dict: "d"}
-# Arguments whose changes by a call are copied back to the tests' objects.
-_MUTABLE = (list, dict, set, bytearray)
+# Arguments whose changes by a call are copied back to the tests' objects
+# (dict covers Counter, OrderedDict and defaultdict).
+_MUTABLE = (list, bytearray, dict, set, collections.deque)
 # Standard-library value types rebuilt by value: (module, name) -> tag.
 _STDLIB = {("collections", "Counter"): "C",
            ("collections", "OrderedDict"): "O",
@@ -728,9 +730,10 @@ def _exception(name, message) -> BaseException:
 
 
 def _copy_back(changes, codec: _Codec, args: list, kwargs: dict):
-  """Makes the tests' own list, dict, set and bytearray arguments of a call
-  what the program's function left them (`_changed_arguments`), as if it
-  had been handed them: `a = [3, 1, 2]; sort_in_place(a)` sorts `a`."""
+  """Makes the tests' own `_MUTABLE` arguments of a call what the program's
+  function left them (`_changed_arguments`), as if it had been handed them:
+  `a = [3, 1, 2]; sort_in_place(a)` sorts `a`. A change must be of the
+  argument's kind; it goes through the tests' object's own methods."""
   if type(changes) is not list:
     raise ValueError("malformed changed arguments")
   for change in changes:
@@ -743,13 +746,14 @@ def _copy_back(changes, codec: _Codec, args: list, kwargs: dict):
     else:
       raise ValueError("malformed changed arguments")
     value = codec.decode(node)
-    if type(target) not in _MUTABLE or type(value) is not type(target):
+    kind = next((k for k in _MUTABLE if isinstance(target, k)), None)
+    if kind is None or not isinstance(value, kind):
       raise ValueError("malformed changed arguments")
-    if type(target) in (dict, set):
-      target.clear()
-      target.update(value)
-    else:
+    if kind in (list, bytearray):
       target[:] = value
+    else:
+      target.clear()
+      (target.extend if kind is collections.deque else target.update)(value)
 
 
 def _tests_process(cfg, layers: list, status_fd: int, wire: _Wire):
@@ -1085,6 +1089,8 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
       op = next_many if request[0] == "next_many" else _OPS[request[0]]
       target = codec.decode(["h", request[1]])
       operands = [codec.decode(x) for x in request[2:]]
+      if request[0] == "call":
+        before = _mutable_arguments(codec, request, *operands)
       try:
         result = op(target, *operands)
       finally:
@@ -1093,8 +1099,7 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
         exit_(1)
       reply = ["ok", codec.encode(result)]
       if request[0] == "call":
-        reply.append(_changed_arguments(codec, request[2], request[3],
-                                        *operands))
+        reply.append(_changed_arguments(codec, before))
     except BaseException as e:  # pylint: disable=broad-except
       if getpid() != main_pid:
         exit_(1)
@@ -1103,20 +1108,38 @@ def _serve(wire: _Flushing, codec: _Codec, namespace: dict, builtin_ancestor,
     wire.send(reply)
 
 
-def _changed_arguments(codec: _Codec, sent_args, sent_kwargs, args: list,
-                       kwargs: dict) -> list:
-  """[[position or keyword, value now], ...] for the list, dict, set and
-  bytearray arguments of a call that it changed (they no longer encode as
-  they were sent), so T changes the tests' own objects the same way."""
-  sent = dict(enumerate(sent_args[1]))
+def _mutable_arguments(codec: _Codec, request: list, args: list,
+                       kwargs: dict) -> dict:
+  """{position or keyword: (argument, its JSON text now)} for the `_MUTABLE`
+  arguments of a "call" request that crossed by value (a handle's object is
+  the program's own); one that does not encode (too deep) is left out."""
+  sent = dict(enumerate(request[2][1]))
   sent.update((key[0] if type(key) is list else key, node)
-              for key, node in sent_kwargs[1])
-  changed = []
+              for key, node in request[3][1])
+  found = {}
   for where, value in [*enumerate(args), *kwargs.items()]:
-    if type(value) in _MUTABLE:
+    node = sent.get(where)
+    if isinstance(value, _MUTABLE) and not (
+        type(node) is list and node[:1] == ["h"]):
+      try:
+        found[where] = (value, json.dumps(codec.encode(value)))
+      except Exception:  # pylint: disable=broad-except
+        continue
+  return found
+
+
+def _changed_arguments(codec: _Codec, before: dict) -> list:
+  """[[position or keyword, value now], ...] for the arguments of
+  `_mutable_arguments` whose JSON text the call changed (so `1` becoming
+  `1.0` counts, and a set it did not touch keeps the tests' order)."""
+  changed = []
+  for where, (value, text) in before.items():
+    try:
       now = codec.encode(value)
-      if now != sent.get(where):
+      if json.dumps(now) != text:
         changed.append([where, now])
+    except Exception:  # pylint: disable=broad-except
+      continue  # Too deep to send back: the tests keep theirs.
   return changed
 
 
