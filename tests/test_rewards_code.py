@@ -586,6 +586,10 @@ def test_hostile_programs_fail_with_the_right_reason_and_leave_nothing(
   names = list(_HOSTILE)
   if not full:  # Only the kernel layers stop a C-level (ctypes) escape.
     names = [n for n in names if not n.endswith("via_libc")]
+  if not full and os.geteuid() != 0:
+    # Without a pid namespace or root, the program can read the memory of
+    # the user's processes, the host's among them (docs/REWARDS.md).
+    names.remove("read_the_tests_from_memory")
   programs = [_HOSTILE[n][0].replace("{port}", str(port)).replace(
       "{host_pid}", str(os.getpid())) for n in names]
   tests = [_HOSTILE[n][1] for n in names]
