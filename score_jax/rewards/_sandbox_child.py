@@ -14,8 +14,9 @@ the program and the limits (read by B), then the tests and the run's nonce
   3. D sets rlimits, drops to the slot's uid when started as root, drops
      every capability, sets PDEATHSIG=SIGKILL and no-new-privs, installs an
      audit hook (no sockets, no writes outside the work dir), runs the
-     program, then answers T's requests: call this function, read this
-     attribute, iterate this value... with plain data (`_Codec`);
+     program, then answers T's requests (call this function, read this
+     attribute, iterate this value...) with plain data (`_Codec`) or
+     handles to its objects, and says which arguments a call changed;
   4. T, not dumpable (a process without CAP_SYS_PTRACE cannot read its
      memory or its file descriptors) and itself without capabilities,
      working from `/`, runs the tests with the program's functions as
