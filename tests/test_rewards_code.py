@@ -647,6 +647,18 @@ def test_basic_isolation_guard_blocks_files_and_sockets():
                        "assert open('inside.txt').read() == 'x'", "",
                        isolation="basic")
   assert r.passed, r
+  # A rename or hard link is checked at both ends, a symlink where it is
+  # made: a file moved or linked out of the work dir is a write outside.
+  for move in ("os.rename", "os.link"):
+    r = code.run_program(f"import os\nopen('x', 'w').write('x')\n"
+                         f"{move}('x', {path!r})", "", isolation="basic")
+    assert r.reason == "failed" and "outside" in r.detail, (move, r)
+    assert not os.path.exists(path)
+  r = code.run_program(
+      "import os\nos.symlink('/etc/passwd', 'here')\nos.symlink('here', "
+      f"{path!r})", "", isolation="basic")
+  assert r.reason == "failed" and "outside" in r.detail, r
+  assert not os.path.lexists(path)
 
 
 # A grandchild that leaves the process group, prints its pid, closes its

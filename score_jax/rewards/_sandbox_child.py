@@ -303,6 +303,10 @@ def _install_guard(work_dir: str, forbid_processes: bool):
   changes = frozenset({"os.remove", "os.rename", "os.rmdir", "os.mkdir",
                        "os.symlink", "os.link", "os.chmod", "os.chown",
                        "os.truncate", "os.utime", "shutil.rmtree"})
+  # Which arguments are paths it changes: a rename's or a hard link's both
+  # ends (a link to an outside file would be written through), a symlink's
+  # location (what it points to is checked when it is opened).
+  path_args = {"os.rename": (0, 1), "os.link": (0, 1), "os.symlink": (1,)}
 
   def outside(path) -> bool:
     if isinstance_(path, int) or path in (devnull, devnull_bytes):
@@ -327,7 +331,8 @@ def _install_guard(work_dir: str, forbid_processes: bool):
                 or flags & write_flags)
       if writes and outside(path):
         raise PermissionError(f"sandbox: writing outside the work dir: {path}")
-    elif event in changes and args and outside(args[0]):
+    elif event in changes and any(
+        outside(args[i]) for i in path_args.get(event, (0,)) if i < len(args)):
       raise PermissionError("sandbox: changing files outside the work dir")
 
   sys.addaudithook(hook)
@@ -976,7 +981,6 @@ def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
   libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
   os.chdir(work_dir)
   os.environ["HOME"] = work_dir
-  uid0 = os.geteuid() == 0
   del ctypes, libc
   keep = {0, 1, 2, wire.read_fd, wire.write_fd}
   for fd in map(int, os.listdir("/proc/self/fd")):
@@ -1020,10 +1024,12 @@ def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
     wire.send(["failed", reason, detail])
     exit_(0)
 
-  # Root ignores RLIMIT_NPROC: without the uid drop (or a user namespace)
-  # nothing would bound a fork bomb, so the guard refuses new processes.
+  # The kernel exempts uid 0 from RLIMIT_NPROC, also as the root of a user
+  # namespace that a root host fell back to: where the host is root (it
+  # gave a slot uid) and that uid could not be taken, nothing would bound a
+  # fork bomb, so the guard refuses new processes.
   _install_guard(work_dir, forbid_processes=(
-      not drop_uid and uid0 and "user" not in cfg["namespaces"]))
+      not drop_uid and cfg.get("uid") is not None))
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   try:
@@ -1167,8 +1173,8 @@ def _claim(value):
 
 def _builtins_restorer():
   """A function that puts the builtins module's names back as they are now
-  (only C functions and a copy taken now, which the program cannot
-  reach)."""
+  (C functions and a copy taken now: the program could reach them through
+  frames, but what D answers is the program's to say anyway)."""
   saved = dict(builtins.__dict__)
   clear, update = builtins.__dict__.clear, builtins.__dict__.update
 

@@ -3,7 +3,8 @@
 Each program runs in its own process tree (see `_sandbox_child.py` for what
 happens inside): new mount/net/pid namespaces when the kernel allows them, a
 root-owned tmpfs over the host's scratch dirs and a fresh work dir, the
-slot's own uid when the host runs as root, no capabilities, rlimits on CPU
+slot's own uid when the host runs as root (and the standard library can be
+made readable to it), no capabilities, rlimits on CPU
 time, address space, file size, open files and processes, a cleaned
 environment, captured and capped output, and the whole process group killed
 on the wall-clock deadline. A pool of threads runs many such processes at
@@ -58,10 +59,13 @@ _STARTUP_GRACE_S = 1.0
 class Limits:
   """Resource limits for one program run.
 
-  timeout_s: wall-clock seconds for the program and its tests.
+  timeout_s: wall-clock seconds for the program and its tests (plus 1 s for
+    the sandbox's start-up).
   cpu_s: CPU seconds (RLIMIT_CPU); default ceil(timeout_s).
   memory_mb: address-space limit (RLIMIT_AS) in MiB.
-  max_processes: processes/threads the program may start (RLIMIT_NPROC).
+  max_processes: processes/threads the program may start (RLIMIT_NPROC; on
+    top of the uid's own where it keeps the host user's uid; none where it
+    would run as root).
   max_output_bytes: stdout+stderr kept; more than 4x this kills the run.
   max_file_mb: largest file it may write (RLIMIT_FSIZE), MiB.
   recursion_limit: Python recursion limit inside the sandbox.
@@ -300,7 +304,8 @@ def _kill_uid(uid: int) -> None:
   program's descendant that left its process group (`setsid()`) survives
   `_kill_group`. Under full isolation the pid namespace has killed it
   already; without one ('basic', or a kernel that refuses namespaces)
-  nothing else would. Repeats until none is left (the program cannot fork
+  only the sandbox's subreaper would, and not when the run was killed at
+  the deadline. Repeats until none is left (the program cannot fork
   faster than it is killed for long: RLIMIT_NPROC bounds it)."""
   for _ in range(100):
     pids = _live_pids(uid)
