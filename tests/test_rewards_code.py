@@ -332,15 +332,20 @@ def add(a, b):
 """
 _SECRET_TESTS = "assert add(1, 2) == 'EXPECTED-0123456789abcdef'\n"
 
-# The program's own message encoder made to send `eval` as a builtin: the
-# tests then evaluate a string of the program's, which walks the frames
-# to a `report` (docs/REWARDS.md).
-_SEND_EVAL = r"""
-import sys
-codec = sys.modules["__main__"]._Codec
-encode = codec.encode
-codec.encode = lambda self, v, active=None: (
-    ["b", "eval"] if v is eval else encode(self, v, active))
+
+
+def _sent_as_builtin(name: str) -> str:
+  """A program prelude: its own message encoder made to send the builtin
+  `name` to the tests' process by name, as if it were a builtin type."""
+  return ('\nimport sys\ncodec = sys.modules["__main__"]._Codec\n'
+          "encode = codec.encode\n"
+          "codec.encode = lambda self, v, active=None: (\n"
+          f'    ["b", "{name}"] if v is {name} else encode(self, v, active))')
+
+
+# `eval` sent so: the tests then evaluate a string of the program's, which
+# walks the frames to a `report` (docs/REWARDS.md).
+_SEND_EVAL = _sent_as_builtin("eval") + r"""
 decode = eval
 def encode_text(s):
   return ("[f.f_locals['report']('passed') for f in iter(lambda g=["
@@ -349,12 +354,7 @@ def encode_text(s):
 """
 _SEND_EVAL_TESTS = "assert decode(encode_text('hello')) == 'hello'\n"
 # The same with `breakpoint`: pdb runs the .pdbrc of its working directory.
-_SEND_BREAKPOINT = r"""
-import sys
-codec = sys.modules["__main__"]._Codec
-encode = codec.encode
-codec.encode = lambda self, v, active=None: (
-    ["b", "breakpoint"] if v is breakpoint else encode(self, v, active))
+_SEND_BREAKPOINT = _sent_as_builtin("breakpoint") + r"""
 open(".pdbrc", "w").write(
     "!import sys; f = sys._getframe(); exec('while f is not None:\\n if "
     "\"nonce\" in f.f_locals: f.f_locals[\"report\"](\"passed\")\\n "
