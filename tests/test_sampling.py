@@ -360,6 +360,30 @@ def test_inverse_cdf_draw_matches_exact_search_and_skips_zero_weights():
         1e-5 * cum[r, -1]), (r, got[r], want[r])
 
 
+def test_inverse_cdf_over_a_gemma_size_vocabulary_skips_zero_weights():
+  """Top-k over 262,144 ids (1,024 blocks): XLA's CPU cumsum over the block
+  sums can rise across an empty block, where a draw landed on a token of
+  weight 0 (before `_rising_cumsum`, 7 of the first row's 432 draws did).
+  The draws probe every boundary between weighted blocks, a few ulps either
+  side."""
+  V = 1024 * 256
+  rng = np.random.default_rng(1)
+  logits = (rng.standard_normal((2, V)) * 2.0).astype(np.float32)
+  logits[:, rng.integers(0, V, 20)] += 10.0
+  draw = jax.jit(jax.vmap(lambda w, u: rules._inverse_cdf(w, u[None])[0],
+                          in_axes=(None, 0)))
+  for row in logits:
+    row = jnp.asarray(row[None])
+    weights = jnp.exp(rules.truncate(row, 50, None) - row.max())
+    w64 = np.asarray(weights, np.float64)[0]
+    sums = w64.reshape(-1, 256).sum(-1)
+    ends = np.cumsum(sums)[sums > 0][:-1] / sums.sum()
+    u = (ends[:, None].astype(np.float32)
+         + np.arange(-4, 5, dtype=np.float32) * np.float32(2**-24)).ravel()
+    tokens = np.asarray(draw(weights, jnp.asarray(u[(u >= 0) & (u < 1)])))
+    assert (w64[tokens] > 0).all(), tokens[w64[tokens] == 0]
+
+
 def test_greedy_picks_the_first_maximum():
   logits = jnp.asarray([[1.0, 3.0, 3.0, 2.0], [5.0, -1.0, 0.0, 5.0]])
   tokens, logp = sampling.sample_logits(logits, jax.random.key(0),

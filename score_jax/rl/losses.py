@@ -60,6 +60,9 @@ Batch = dict[str, Array]
 sg = jax.lax.stop_gradient
 
 STAGES = ("stage1", "stage2", "single_turn", "sft")
+# Metric `m + TOKENS` is the token count of metric `m`, a per-token mean:
+# micro-batches combine `m` weighted by it (`rl.step.combine_micro_metrics`).
+TOKENS = "#tokens"
 AGGREGATIONS = ("sequence_sum", "token_mean")
 KL_GRADIENTS = ("token", "sequence")
 
@@ -234,13 +237,19 @@ def kl_still_to_come(kl: Array, mask: Array) -> Array:
   return jnp.where(mask, later, 0.0)
 
 
-def _masked_mean(x: Array, mask: Array) -> Array:
-  return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+def _token_mean(name: str, x: Array, mask: Array) -> dict[str, Array]:
+  """{name: mean of x over mask's tokens, name + TOKENS: their count}."""
+  count = jnp.sum(mask, dtype=jnp.float32)
+  return {name: jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(count, 1),
+          name + TOKENS: count}
 
 
-def _reward_metrics(rewards: Array) -> dict[str, Array]:
-  """Rewards are binary (a verifier's verdict): correct means r > 0.5."""
+def _reward_metrics(rewards: Array, turns: int) -> dict[str, Array]:
+  """Rewards are binary (a verifier's verdict): correct means r > 0.5. With
+  one turn, rewards[1] is a stand-in (r1 again) and is not reported."""
   r1, r2 = rewards[0].astype(jnp.float32), rewards[1].astype(jnp.float32)
+  if turns == 1:
+    return {"reward/t1": jnp.mean(r1)}
   ok1, ok2 = r1 > 0.5, r2 > 0.5
   return {"reward/t1": jnp.mean(r1), "reward/t2": jnp.mean(r2),
           "reward/delta": jnp.mean(r2 - r1),
@@ -261,7 +270,8 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
   bool[2, B, L], 'rewards' float[2, B] (not needed for 'sft'); full_kl
   float[B, L]: exact per-token KL, needed when kl_estimator == 'full';
   entropy float[B, L]: per-token policy entropy, only reported; denominator:
-  see `loss_denominator`. Returns (loss float32[], metrics {name: float32[]}).
+  see `loss_denominator`. Returns (loss float32[], metrics {name: float32[]});
+  a per-token mean `m` comes with `m + TOKENS`, its token count.
   """
   if logprobs.ndim != 2:
     raise ValueError(f"logprobs must be float[B, L], got shape "
@@ -273,7 +283,7 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
 
   if config.stage == "sft":
     loss = sft_loss(logprobs, counted, config.aggregation, denominator)
-    return loss, {"loss": loss, "nll/token": _masked_mean(-logprobs, counted),
+    return loss, {"loss": loss, **_token_mean("nll/token", -logprobs, counted),
                   **lengths}
 
   if ref_logprobs is None:
@@ -297,7 +307,9 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
 
   pg_terms = jnp.zeros_like(lp)
   kl_terms = jnp.zeros_like(lp)
-  metrics = {**_reward_metrics(rewards), **lengths}
+  metrics = {**_reward_metrics(rewards,
+                              1 if config.stage == "single_turn" else 2),
+             **lengths}
   for t, credit in enumerate(turn_credits(config, rewards)):
     name = f"t{t + 1}"
     mask = masks[t] & credit.active
@@ -315,7 +327,7 @@ def score_loss(logprobs: Array, ref_logprobs: Optional[Array], batch: Batch,
     turn_kl = jnp.where(masks[t], sg(kl), 0.0)
     metrics[f"kl/{name}"] = jnp.mean(jnp.sum(turn_kl, -1))
     if entropy is not None:
-      metrics[f"entropy/{name}"] = _masked_mean(sg(entropy), masks[t])
+      metrics.update(_token_mean(f"entropy/{name}", sg(entropy), masks[t]))
 
   pg_loss = _aggregate(pg_terms, counted, config.aggregation, denominator)
   kl_loss = _aggregate(kl_terms, counted, config.aggregation, denominator)

@@ -103,6 +103,34 @@ def token_stats(model: models.Transformer, params: Any,
       chunk_size=logits_chunk or max(length - 1, 1), entropy=True, **ref)
 
 
+def combine_micro_metrics(metrics: dict[str, jax.Array]
+                          ) -> dict[str, jax.Array]:
+  """The batch's metrics from its micro-batches' (leading axis: micro-batch).
+
+  Losses add up (each is normalised by the whole batch's denominator). A
+  per-token mean `m` is weighted by its token count `m + losses.TOKENS`. A
+  `.../std` beside its `.../mean` is the whole batch's, from the
+  micro-batches' means and stds (they hold equal numbers of rows). Other
+  metrics are per-row means: averaged.
+  """
+  out = {}
+  for key, v in metrics.items():
+    if key.endswith(losses.TOKENS):
+      continue
+    if key in ("loss", "pg_loss", "kl_loss"):
+      out[key] = jnp.sum(v)
+    elif key + losses.TOKENS in metrics:
+      count = metrics[key + losses.TOKENS]
+      out[key] = jnp.sum(v * count) / jnp.maximum(jnp.sum(count), 1)
+    elif key.endswith("/std") and key[:-len("std")] + "mean" in metrics:
+      mean = metrics[key[:-len("std")] + "mean"]
+      square = jnp.mean(v * v + mean * mean)  # E[x^2] over the whole batch
+      out[key] = jnp.sqrt(jnp.maximum(square - jnp.mean(mean) ** 2, 0.0))
+    else:
+      out[key] = jnp.mean(v)
+  return out
+
+
 def make_train_step(model: models.Transformer,
                     loss_config: losses.LossConfig,
                     optimizer: optax.GradientTransformation,
@@ -140,6 +168,8 @@ def make_train_step(model: models.Transformer,
     denominator = losses.loss_denominator(batch, loss_config)
     if num_micro == 1:  # no accumulator: one params-sized tree less
       grads, metrics = grad_fn(state.params, ref_params, batch, denominator)
+      metrics = {k: v for k, v in metrics.items()
+                 if not k.endswith(losses.TOKENS)}
     else:
       micro = split_micro_batches(batch, num_micro, loss_config.k)
 
@@ -149,10 +179,7 @@ def make_train_step(model: models.Transformer,
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       grads, metrics = jax.lax.scan(accumulate, zeros, micro)
-      # Losses add up over micro-batches (shared denominator); other metrics
-      # are averaged.
-      metrics = {k: (jnp.sum(v) if k in ("loss", "pg_loss", "kl_loss") else
-                     jnp.mean(v)) for k, v in metrics.items()}
+      metrics = combine_micro_metrics(metrics)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     empty = losses.trained_tokens(batch, loss_config) == 0

@@ -90,6 +90,15 @@ def _argmax(x: Array) -> Array:
   return jnp.min(jnp.where(x == top, iota, x.shape[-1]), axis=-1)
 
 
+def _rising_cumsum(x: Array) -> Array:
+  """Cumulative sums of the rows of non-negative x [B, N], non-decreasing
+  and rising only at positive entries. XLA's CPU cumsum sums each output in
+  its own order: over some hundreds of entries it can dip, or rise across a
+  zero entry, which would let the search below land on a zero weight."""
+  cum = jnp.where(x > 0, jnp.cumsum(x, axis=-1), 0.0)
+  return jax.lax.cummax(cum, axis=x.ndim - 1)
+
+
 def _count_at_most(cum: Array, target: Array) -> Array:
   """Entries of each row of a non-decreasing cum [B, N] that are <= target
   [B]: the index of the first entry above it."""
@@ -106,7 +115,7 @@ def _inverse_cdf(weights: Array, u: Array) -> Array:
   if nb * _BLOCK != V:
     weights = jnp.pad(weights, ((0, 0), (0, nb * _BLOCK - V)))
   blocks = weights.reshape(B, nb, _BLOCK)
-  cum = jnp.cumsum(blocks.sum(-1), axis=-1)  # [B, nb], non-decreasing
+  cum = _rising_cumsum(blocks.sum(-1))  # [B, nb]
   # Strictly below the total, so some block's cumulative sum exceeds it and
   # that block (the first such) has positive weight.
   total = cum[:, -1]
@@ -116,7 +125,7 @@ def _inverse_cdf(weights: Array, u: Array) -> Array:
       j > 0, jnp.take_along_axis(cum, jnp.maximum(j - 1, 0)[:, None],
                                  axis=-1)[:, 0], 0.0)
   block = jnp.take_along_axis(blocks, j[:, None, None], axis=1)[:, 0]
-  i = _count_at_most(jnp.cumsum(block, axis=-1), target - before)
+  i = _count_at_most(_rising_cumsum(block), target - before)
   # A zero-weight entry is first above the residual only past the block's
   # end (rounding between the two sums): take its last positive entry.
   last = _BLOCK - 1 - _argmax((block > 0)[:, ::-1].astype(jnp.int32))
