@@ -8,7 +8,9 @@ A config file reads like the paper's hyperparameter table: it calls
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from typing import Any
 
 import ml_collections
 
@@ -228,6 +230,41 @@ def missing_required(config: ml_collections.ConfigDict) -> list[str]:
         out.append(prefix + key)
   walk(config, "")
   return out
+
+
+# What a resumed run may change: where and how often it evaluates, saves and
+# logs, and how the work is laid out (mesh, micro-batches, logits chunks,
+# rematerialisation), none of which changes what a step trains on or with.
+RESUMABLE_CHANGES = ("eval.", "checkpoint.", "log.", "mesh.", "step.",
+                     "model.remat_policy", "max_nonfinite_steps",
+                     "start_from")
+
+
+def resume_changes(saved: dict[str, Any],
+                   config: ml_collections.ConfigDict) -> list[str]:
+  """'field: saved -> now' for each field whose value in `config` differs
+  from `saved` (a run's config.json, loaded) and that a resumed run may not
+  change (everything outside RESUMABLE_CHANGES; the schedule may gain stages
+  after its last). A field only one side has (a config of another version
+  of this code) is not compared."""
+  def flat(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+      if isinstance(value, dict):
+        out.update(flat(value, f"{prefix}{key}."))
+      else:
+        out[prefix + key] = value
+    return out
+  before = flat(saved)
+  now = flat(json.loads(config.to_json_best_effort()))
+  def allowed(key):
+    if key == "schedule":  # stages appended: the steps run so far unchanged
+      old = parse_schedule(before[key])
+      return parse_schedule(now[key])[:len(old)] == old
+    return key.startswith(RESUMABLE_CHANGES)
+  return [f"{key}: {before[key]!r} -> {now[key]!r}"
+          for key in sorted(before.keys() & now.keys())
+          if before[key] != now[key] and not allowed(key)]
 
 
 def check_eval(eval_config: ml_collections.ConfigDict) -> None:

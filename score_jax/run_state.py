@@ -87,13 +87,41 @@ class RunCheckpoints:
 
   def save(self, step: int, state: Any, ref_params: Any,
            train_reward: Optional[float]) -> None:
+    """Saves `step` to checkpoints/ and offers it to checkpoints_best/. The
+    latest checkpoint's meta keeps the training reward, so a run killed
+    between the two saves offers it again when it resumes (`offer_best`)."""
+    meta = dict(self.meta)
+    if train_reward is not None:
+      meta["train_reward"] = float(train_reward)
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               ref=ocp.args.StandardSave(ref_params),
-                              meta=ocp.args.JsonSave(self.meta))
+                              meta=ocp.args.JsonSave(meta))
     self.latest.save(step, args=args)
     if train_reward is not None:
       self.best.save(step, args=args,
                      metrics={"train_reward": float(train_reward)})
+
+  def offer_best(self, step: int, state: Any, ref_params: Any) -> None:
+    """Offers checkpoints_best/ the latest checkpoint, `step`, restored as
+    `state` and `ref_params`, where it has a training reward that the best
+    kept does not beat and is not there: the run was killed between the two
+    saves of `save`."""
+    if step in self.best.all_steps():
+      return
+    meta = self.latest.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+    reward = meta.get("train_reward")
+    kept = [_train_reward(str(self.best.directory), s)
+            for s in self.best.all_steps()]
+    if reward is None or (kept and max(kept) > reward):
+      return  # nothing to offer, or it would not be kept
+    logging.info("offering step %d to checkpoints_best (not saved there "
+                 "before the run stopped)", step)
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              ref=ocp.args.StandardSave(ref_params),
+                              meta=ocp.args.JsonSave(meta))
+    self.best.save(step, args=args,
+                   metrics={"train_reward": float(reward)})
 
   def restore(self, step: int, state_like: Any, state_shardings: Any,
               ref_like: Any, ref_shardings: Any,

@@ -496,6 +496,9 @@ class Trainer:
       if not self.config.start_from:
         return 0, True
       source, step = run_state.open_start(self.config.start_from)
+    else:
+      self.checkpoints.check_meta(step)  # another model: the first thing said
+      self.check_resumed_config(step)
     try:
       self.state, self.ref_params = self.checkpoints.restore(
           step, self.state, self.state_shardings, self.ref_params,
@@ -503,19 +506,39 @@ class Trainer:
     finally:
       if source is not None:
         source.close()
+    if source is None:
+      self.checkpoints.offer_best(step, self.state, self.ref_params)
     if step > self.total_steps:
       raise ValueError(f"config.start_from: step {step} is past this "
                        f"schedule's end ({self.total_steps} steps)")
     self.truncate_metrics(step)
     return step, source is not None
 
+  def check_resumed_config(self, step: int) -> None:
+    """A run resumed at `step` of this workdir keeps the config it started
+    with (config.json), but for what RESUMABLE_CHANGES lists and stages
+    appended to the schedule: another seed, stage length, task, objective or
+    optimizer would make a run that is neither."""
+    path = os.path.join(self.workdir, "config.json")
+    if not os.path.exists(path):
+      return
+    with open(path, encoding="utf-8") as f:
+      changes = configs_lib.resume_changes(json.load(f), self.config)
+    if changes:
+      raise ValueError(
+          f"{self.workdir} holds a run started with another config, which "
+          f"resuming it would change: {'; '.join(changes)}. Start it again "
+          "with the flags it was started with, or start a new run from its "
+          f"checkpoint: --workdir=<new> --config.start_from="
+          f"{os.path.join(self.workdir, 'checkpoints', str(step))}")
+
   def run(self) -> dict[str, Any]:
     config = self.config
     start_step, fresh = self.restore()
+    if self.main:  # the config this run goes on with (checked on a resume)
+      files.atomic_write_text(os.path.join(self.workdir, "config.json"),
+                              config.to_json_best_effort(indent=2))
     if fresh:
-      if self.main:
-        files.atomic_write_text(os.path.join(self.workdir, "config.json"),
-                                config.to_json_best_effort(indent=2))
       # An attempt killed before its first checkpoint: all of it is redone,
       # its start evaluation too.
       self.truncate_metrics(0, evals_at_step=False)
@@ -576,6 +599,10 @@ class Trainer:
                                 results[name].items()})
       if done % config.checkpoint.every == 0 or done == self.total_steps:
         reward = float(np.mean(last_reward)) if last_reward else None
+        if self._writer is not None:
+          # tensorboardX buffers events: a run killed after this save
+          # resumes past the steps still in its buffer.
+          self._writer.flush()
         self.checkpoints.save(done, self.state, self.ref_params, reward)
         last_reward = []
     bar.close()

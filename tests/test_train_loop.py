@@ -1,6 +1,7 @@
 """The training loop end to end on configs/smoke.py: outputs, exact resume
 after SIGKILL, and clear errors on bad input."""
 
+import copy
 import json
 import os
 import pathlib
@@ -229,7 +230,8 @@ def _cli(workdir, *extra):
 def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   """Kill the CLI run with SIGKILL mid-training (after step 6's metrics,
   between checkpoints), start it again with the same command: the metrics
-  equal the uninterrupted run's, step for step."""
+  equal the uninterrupted run's, step for step, in metrics.jsonl and in
+  TensorBoard (whose writer buffers what it has not flushed)."""
   reference, _ = smoke_run
   cmd, env = _cli(tmp_path)
   proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
@@ -252,6 +254,12 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   got = comparable(files.read_jsonl(metrics))
   want = comparable(files.read_jsonl(reference / "metrics.jsonl"))
   assert_same_metrics(got, want)
+  shown = _tensorboard_scalars(tmp_path / "tb")
+  assert [s for s, _ in shown["loss"]] == [r["step"] for r in want
+                                          if "loss" in r]
+  np.testing.assert_allclose([v for _, v in shown["loss"]],
+                             [r["loss"] for r in want if "loss" in r],
+                             rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("workdir, flag, message", [
@@ -296,6 +304,55 @@ def test_workdir_of_another_model_is_refused(smoke_run, tmp_path):
   config.model.preset_overrides.embed_dim = 32
   with pytest.raises(ValueError, match="another model"):
     train_lib.train(config, str(workdir))
+
+
+def test_a_best_checkpoint_missed_by_a_kill_is_offered_on_resume(
+    smoke_run, tmp_path):
+  """Killed after saving its latest checkpoint, before checkpoints_best/
+  took it: started again, the run offers that step to checkpoints_best/,
+  with the training reward it was saved with (the last turn's mean sampled
+  reward since the previous save)."""
+  source, _ = smoke_run
+  workdir = tmp_path / "run"
+  shutil.copytree(source, workdir)
+  shutil.rmtree(workdir / "checkpoints_best")
+  train_lib.train(smoke_config(), str(workdir))  # finished: restores 10
+  assert os.listdir(workdir / "checkpoints_best") == ["10"]
+  rows = files.read_jsonl(workdir / "metrics.jsonl")
+  want = np.mean([r["reward_t2"] for r in rows if r["step"] in (8, 9)
+                  and r["stage"] != "eval"])
+  np.testing.assert_allclose(
+      run_state._train_reward(str(workdir / "checkpoints_best"), 10),  # pylint: disable=protected-access
+      want, rtol=1e-6)
+
+
+def test_a_resumed_run_keeps_what_it_trains_on_and_with(tmp_path):
+  """Resumed with another seed (or schedule, task, objective, optimizer) a
+  run would be neither: refused, naming the field and both values, before
+  anything is written. Where and how often it evaluates, saves and logs may
+  change."""
+  config = smoke_config()
+  config.schedule = "sft:2"
+  config.checkpoint.every = 2
+  config.log.samples_every = 0
+  train_lib.train(config, str(tmp_path))
+  before = _tree_snapshot(tmp_path)
+  changed = copy.deepcopy(config)
+  changed.seed, changed.optimizer.lr = 1, 0.5
+  with pytest.raises(ValueError, match=r"holds a run started with another "
+                     r"config.*optimizer\.lr: 0\.0001 -> 0\.5; seed: 0 -> 1"):
+    train_lib.train(changed, str(tmp_path))
+  assert _tree_snapshot(tmp_path) == before
+  allowed = copy.deepcopy(config)
+  allowed.checkpoint.keep, allowed.eval.num_problems = 5, 4
+  train_lib.train(allowed, str(tmp_path))  # finished: nothing left to do
+  # The schedule may gain stages after its last, not change a stage's steps.
+  saved = json.loads((tmp_path / "config.json").read_text())
+  allowed.schedule = "sft:2,stage1:1"
+  assert configs_lib.resume_changes(saved, allowed) == []
+  allowed.schedule = "sft:3,stage1:1"
+  assert configs_lib.resume_changes(saved, allowed) == [
+      "schedule: 'sft:2' -> 'sft:3,stage1:1'"]
 
 
 def test_start_from_under_another_remat_policy_is_the_same_run(

@@ -105,6 +105,30 @@ def test_single_turn_reports_no_turn2_reward():
               and key != "reward/t1"]
 
 
+def test_the_optimizer_settings_are_the_configs_not_the_states():
+  # optax.inject_hyperparams keeps b1, b2, eps and the weight decay in the
+  # optimizer state: a state restored from (or started from) a run made with
+  # other settings must update with this config's.
+  model = models.Transformer(CONFIG)
+  params = models.init_params(CONFIG, jax.random.key(0))
+  ref_params = models.init_params(CONFIG, jax.random.key(1))
+  config = state_lib.OptimizerConfig(b1=0.5, eps=1e-3, weight_decay=0.5)
+  optimizer = state_lib.make_optimizer(config)
+  step = jax.jit(step_lib.make_train_step(
+      model, losses.LossConfig(stage="stage1", k=2), optimizer))
+  other = state_lib.make_optimizer(state_lib.OptimizerConfig())
+  lr = jnp.float32(1e-2)
+  want, _ = step(state_lib.init_state(params, optimizer), ref_params,
+                 make_batch(), lr)
+  got, _ = step(state_lib.init_state(params, other), ref_params,
+                make_batch(), lr)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               got.params, want.params)
+  settings = got.opt_state[1].hyperparams
+  assert [float(settings[k]) for k in ("b1", "eps", "weight_decay")] == [
+      0.5, np.float32(1e-3), 0.5]
+
+
 def test_micro_batches_must_keep_groups_whole():
   with pytest.raises(ValueError, match="whole groups of 4"):
     step_lib.split_micro_batches(make_batch(rows=8), 4, k=4)
@@ -137,6 +161,11 @@ def test_non_finite_step_is_skipped():
   jax.tree.map(np.testing.assert_array_equal, new.params, params)
   new2, metrics = fn(new, params, make_batch(), jnp.float32(1e-2))
   assert int(metrics["skipped_step"]) == 0 and int(new2.skipped) == 0
+  # Finite loss and gradients, but an update that overflows the params (an
+  # infinite learning rate here): skipped too, so never checkpointed.
+  new3, metrics = fn(new2, params, make_batch(), jnp.float32(jnp.inf))
+  assert int(metrics["skipped_step"]) == 1 and int(new3.skipped) == 1
+  jax.tree.map(np.testing.assert_array_equal, new3.params, new2.params)
 
 
 def test_sft_stage_needs_no_reference():

@@ -37,11 +37,23 @@ def make_optimizer(config: OptimizerConfig) -> optax.GradientTransformation:
   )
 
 
-def set_learning_rate(opt_state: Any, lr: jax.Array) -> Any:
-  """The chain's inject_hyperparams state with its learning rate replaced."""
+def hyperparams(optimizer: optax.GradientTransformation) -> dict[str, Any]:
+  """The settings (b1, b2, eps, weight_decay, ...) a `make_optimizer`
+  optimizer was built with, as its inject_hyperparams state holds them."""
+  _, adam_state = optimizer.init({})
+  return dict(adam_state.hyperparams)
+
+
+def set_hyperparams(opt_state: Any, lr: jax.Array,
+                    settings: dict[str, Any]) -> Any:
+  """The chain's inject_hyperparams state with its settings replaced by
+  `settings` (from `hyperparams`) and its learning rate by lr. The state
+  keeps the settings it was made with: without this, a state restored from
+  a run with other settings would go on training with those."""
   clip_state, adam_state = opt_state
-  hyper = dict(adam_state.hyperparams, learning_rate=jnp.asarray(
-      lr, adam_state.hyperparams["learning_rate"].dtype))
+  old = adam_state.hyperparams
+  hyper = {k: jnp.asarray(settings.get(k, v), v.dtype) for k, v in old.items()}
+  hyper["learning_rate"] = jnp.asarray(lr, old["learning_rate"].dtype)
   return clip_state, adam_state._replace(hyperparams=hyper)
 
 

@@ -20,7 +20,7 @@ from score_jax import sharding as sharding_lib
 from score_jax.rl import advantages
 from score_jax.rl import kl as kl_lib
 from score_jax.rl import losses
-from score_jax.rl.state import TrainState, set_learning_rate
+from score_jax.rl.state import TrainState, hyperparams, set_hyperparams
 
 Batch = dict[str, jax.Array]
 # Arrays whose batch dimension is axis 1 (turn-major); all others: axis 0.
@@ -141,11 +141,13 @@ def make_train_step(model: models.Transformer,
 
   Gradients are summed over micro-batches, each loss normalised by the whole
   batch's denominator, so the update equals the one-shot update. A step whose
-  loss or gradients are not finite changes nothing but the step counter and
-  `skipped` (consecutive such steps); metrics['skipped_step'] says so. A
-  batch with no token to train on (a STaR or Pair-SFT step that kept
-  nothing) changes nothing either, or Adam's momentum would go on moving the
-  params on a zero gradient; metrics['empty_step'] says so.
+  loss, gradients or new params are not finite changes nothing but the step
+  counter and `skipped` (consecutive such steps); metrics['skipped_step']
+  says so. A batch with no token to train on (a STaR or Pair-SFT step that
+  kept nothing) changes nothing either, or Adam's momentum would go on
+  moving the params on a zero gradient; metrics['empty_step'] says so. The
+  update uses `optimizer`'s settings (b1, b2, eps, weight decay) and `lr`,
+  also on a state restored from a run made with other settings.
   """
   needs_ref = loss_config.stage != "sft"
   num_micro = step_config.micro_batches
@@ -162,6 +164,7 @@ def make_train_step(model: models.Transformer,
         denominator=denominator)
 
   grad_fn = jax.grad(micro_loss, has_aux=True)
+  settings = hyperparams(optimizer)  # this config's, not a checkpoint's
 
   def train_step(state: TrainState, ref_params: Any, batch: Batch,
                  lr: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -183,9 +186,12 @@ def make_train_step(model: models.Transformer,
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
     empty = losses.trained_tokens(batch, loss_config) == 0
-    opt_state = set_learning_rate(state.opt_state, lr)
+    opt_state = set_hyperparams(state.opt_state, lr, settings)
     updates, new_opt_state = optimizer.update(grads, opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
+    # Finite gradients can still overflow the params (a huge learning rate).
+    finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                                 for x in jax.tree.leaves(new_params)]))
     keep = lambda new, old: jax.tree.map(
         lambda n, o: jnp.where(finite & ~empty, n, o), new, old)
     new_state = TrainState(
