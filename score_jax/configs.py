@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from flax import traverse_util
 import ml_collections
 
 from score_jax import sharding
@@ -247,16 +248,9 @@ def resume_changes(saved: dict[str, Any],
   change (everything outside RESUMABLE_CHANGES; the schedule may gain stages
   after its last). A field only one side has (a config of another version
   of this code) is not compared."""
-  def flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-      if isinstance(value, dict):
-        out.update(flat(value, f"{prefix}{key}."))
-      else:
-        out[prefix + key] = value
-    return out
-  before = flat(saved)
-  now = flat(json.loads(config.to_json_best_effort()))
+  before = traverse_util.flatten_dict(saved, sep=".")
+  now = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()),
+                                   sep=".")
   def allowed(key):
     if key == "schedule":  # stages appended: the steps run so far unchanged
       old = parse_schedule(before[key])

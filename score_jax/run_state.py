@@ -106,13 +106,13 @@ class RunCheckpoints:
     `state` and `ref_params`, where it has a training reward that the best
     kept does not beat and is not there: the run was killed between the two
     saves of `save`."""
-    if step in self.best.all_steps():
+    kept_steps = self.best.all_steps()
+    if step in kept_steps:
       return
     meta = self.latest.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
     reward = meta.get("train_reward")
-    kept = [_train_reward(str(self.best.directory), s)
-            for s in self.best.all_steps()]
+    kept = [_train_reward(str(self.best.directory), s) for s in kept_steps]
     if reward is None or (kept and max(kept) > reward):
       return  # nothing to offer, or it would not be kept
     logging.info("offering step %d to checkpoints_best (not saved there "
