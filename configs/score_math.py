@@ -26,12 +26,17 @@ from score_jax.configs import base_config
 
 PAPER = {"lr": 5e-6, "steps": 3000, "batch": 512, "temperature": 1.0,
          "alpha": 10.0, "beta1": 0.01, "beta2": 0.1}
+SAMPLES_PER_PROMPT = 4  # RLOO groups of 4
 
 
-def get_config() -> ml_collections.ConfigDict:
+def paper_setting(paper: dict, *, max_new_tokens: int,
+                  micro_batches: int) -> ml_collections.ConfigDict:
+  """What the paper-setting configs share (MATH here, MBPP by path): a Gemma
+  in bfloat16 over float32 master weights, Table 5's values from `paper`,
+  the steps split a third Stage I, two thirds Stage II, FSDP over a pod."""
   c = base_config()
-  stage1 = PAPER["steps"] // 3
-  c.schedule = f"stage1:{stage1},stage2:{PAPER['steps'] - stage1}"
+  stage1 = paper["steps"] // 3
+  c.schedule = f"stage1:{stage1},stage2:{paper['steps'] - stage1}"
 
   c.model.spec = config_dict.placeholder(str)  # gemma-flax:<dir> or hf:<dir>
   c.model.dtype = "bfloat16"
@@ -39,37 +44,42 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.remat_policy = "dots_no_batch"
   c.tokenizer.chat_format = "gemma"
 
-  c.task.name = "math"
-  c.task.options = ml_collections.ConfigDict({
-      "train_path": config_dict.placeholder(str),
-      "test_path": config_dict.placeholder(str)})
+  c.rollout.prompts_per_step = paper["batch"] // SAMPLES_PER_PROMPT
+  c.rollout.samples_per_prompt = SAMPLES_PER_PROMPT
+  c.rollout.max_new_tokens = max_new_tokens
+  c.rollout.temperature = paper["temperature"]
 
-  c.rollout.prompts_per_step = 128
-  c.rollout.samples_per_prompt = 4
-  c.rollout.max_new_tokens = 1024
-  c.rollout.temperature = PAPER["temperature"]
+  c.loss.alpha = paper["alpha"]
+  c.loss.beta1 = paper["beta1"]
+  c.loss.beta2 = paper["beta2"]
 
-  c.loss.alpha = PAPER["alpha"]
-  c.loss.beta1 = PAPER["beta1"]
-  c.loss.beta2 = PAPER["beta2"]
-
-  c.optimizer.lr = PAPER["lr"]
+  c.optimizer.lr = paper["lr"]
   c.optimizer.b1, c.optimizer.b2 = 0.9, 0.999  # Adam's defaults
   c.optimizer.weight_decay = 0.0  # Adam, not AdamW
 
   # A pod: parameters and optimizer state fully sharded (FSDP) over all
-  # chips, the 512 rows in 8 micro-batches, logits (Gemma's 256k vocab)
+  # chips, the batch in micro-batches, logits (Gemma's 256k vocab)
   # materialised 512 positions at a time.
   c.mesh.shape = (1, -1, 1)
-  c.step.micro_batches = 8
+  c.step.micro_batches = micro_batches
   c.step.logits_chunk = 512
 
   c.eval.every = 250
   c.eval.at_start = True
   c.eval.num_problems = 500
-  c.eval.max_new_tokens = 1024
+  c.eval.max_new_tokens = max_new_tokens
   c.eval.batch_size = 128
   c.checkpoint.every = 100
   c.checkpoint.keep = 3
   c.log.samples_every = 50
+  return c
+
+
+def get_config() -> ml_collections.ConfigDict:
+  # 512 rows in 8 micro-batches.
+  c = paper_setting(PAPER, max_new_tokens=1024, micro_batches=8)
+  c.task.name = "math"
+  c.task.options = ml_collections.ConfigDict({
+      "train_path": config_dict.placeholder(str),
+      "test_path": config_dict.placeholder(str)})
   return c

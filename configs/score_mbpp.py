@@ -15,55 +15,24 @@ come from `score-jax eval --task=humaneval` on the trained checkpoint.
     --config.task.options.path=<mbpp.jsonl>
 """
 
+import pathlib
+import runpy
+
 import ml_collections
 from ml_collections import config_dict
 
-from score_jax.configs import base_config
+# What it shares with the MATH config (a config file is loaded by path, so
+# it imports its sibling by path).
+_math = runpy.run_path(str(pathlib.Path(__file__).with_name("score_math.py")))
 
 PAPER = {"lr": 1e-5, "steps": 1500, "batch": 128, "temperature": 1.0,
          "alpha": 10.0, "beta1": 0.01, "beta2": 0.25}
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = base_config()
-  stage1 = PAPER["steps"] // 3
-  c.schedule = f"stage1:{stage1},stage2:{PAPER['steps'] - stage1}"
-
-  c.model.spec = config_dict.placeholder(str)  # gemma-flax:<dir> or hf:<dir>
-  c.model.dtype = "bfloat16"
-  c.model.param_dtype = "float32"  # float32 master weights
-  c.model.remat_policy = "dots_no_batch"
-  c.tokenizer.chat_format = "gemma"
-
+  # 128 rows in 2 micro-batches.
+  c = _math["paper_setting"](PAPER, max_new_tokens=512, micro_batches=2)
   c.task.name = "mbpp"
   c.task.options = ml_collections.ConfigDict({
       "path": config_dict.placeholder(str)})
-
-  c.rollout.prompts_per_step = 32
-  c.rollout.samples_per_prompt = 4
-  c.rollout.max_new_tokens = 512
-  c.rollout.temperature = PAPER["temperature"]
-
-  c.loss.alpha = PAPER["alpha"]
-  c.loss.beta1 = PAPER["beta1"]
-  c.loss.beta2 = PAPER["beta2"]
-
-  c.optimizer.lr = PAPER["lr"]
-  c.optimizer.b1, c.optimizer.b2 = 0.9, 0.999  # Adam's defaults
-  c.optimizer.weight_decay = 0.0  # Adam, not AdamW
-
-  # A pod: FSDP over all chips, 128 rows in 2 micro-batches, logits in
-  # chunks of 512 positions.
-  c.mesh.shape = (1, -1, 1)
-  c.step.micro_batches = 2
-  c.step.logits_chunk = 512
-
-  c.eval.every = 250
-  c.eval.at_start = True
-  c.eval.num_problems = 500
-  c.eval.max_new_tokens = 512
-  c.eval.batch_size = 128
-  c.checkpoint.every = 100
-  c.checkpoint.keep = 3
-  c.log.samples_every = 50
   return c
