@@ -24,8 +24,10 @@ TensorBoard, samples/, eval reports and plots, and shows the progress bar.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import time
 from typing import Any, Optional
 
@@ -461,6 +463,29 @@ class Trainer:
                                       and row["step"] == step)]
     files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
+  def logged_evaluations(self, step: int) -> dict[str, dict[str, float]]:
+    """{report name: metrics} of the evaluations that metrics.jsonl holds up
+    to `step`, in step order, read from their reports under eval/ (a report
+    of a step past `step` or no longer logged, from an attempt killed before
+    its checkpoint, is left out). Empty on processes other than the main."""
+    logged = os.path.join(self.workdir, "metrics.jsonl")
+    if not self.main or not os.path.exists(logged):
+      return {}
+    steps = {row["step"] for row in files.read_jsonl(logged)
+             if row["stage"] == "eval" and row["step"] <= step}
+    found = []
+    for path in glob.glob(os.path.join(self.workdir, "eval", "*.json")):
+      report = reports.load_report(path)
+      at, name = report.get("config", {}).get("step"), report.get("name")
+      # The names `run` gives (not those of `score-jax eval` into the same
+      # workdir).
+      if at in steps and re.fullmatch(rf"start|(after_\w+_)?step{at}",
+                                      str(name)):
+        found.append((at, name, {k: v for k, v in report["metrics"].items()
+                                 if k != EDIT_RATIO}))  # as `evaluate` gives
+    return {name: metrics for _, name, metrics in sorted(
+        found, key=lambda x: x[0])}
+
   def write_samples(self, step: int, eps) -> None:
     """samples/step_N.jsonl: the first rows of the step's batch (a
     collective: the rows come from every process)."""
@@ -551,7 +576,9 @@ class Trainer:
         if row["step"] == start_step:
           self._tensorboard(start_step, {k: v for k, v in row.items()
                                          if k not in ("step", "stage")})
-    results = {}
+    # A resumed run's results begin with the evaluations logged before the
+    # checkpoint it resumes from (its base first), as an uninterrupted run's.
+    results = {} if fresh else self.logged_evaluations(start_step)
     if fresh and config.eval.at_start:
       results["start"] = self.evaluate("start", start_step)
       self.log(start_step, "eval",
@@ -635,6 +662,10 @@ class Trainer:
       self._writer.close()
 
 
+# The report's mean edit-distance ratio between the first two turns.
+EDIT_RATIO = "edit_ratio(t1,t2)"
+
+
 def write_eval_report(workdir: str, name: str, eps, config: dict[str, Any]
                       ) -> dict[str, Any]:
   """Report JSON/Markdown, transcripts and the edit-distance histogram."""
@@ -643,7 +674,7 @@ def write_eval_report(workdir: str, name: str, eps, config: dict[str, Any]
   if eps.rewards.shape[0] >= 2:
     ratios = np.asarray(edit_distance.edit_distance_ratios(
         list(eps.texts[0]), list(eps.texts[1])))
-    extra["edit_ratio(t1,t2)"] = ratios
+    extra[EDIT_RATIO] = ratios
     plots.plot_edit_distance_histogram(
         ratios, os.path.join(workdir, "eval", f"{name}_edit_distance.png"))
   summary = reports.summarize(eps.rewards, extra_values=extra)

@@ -231,8 +231,9 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   """Kill the CLI run with SIGKILL mid-training (after step 6's metrics,
   between checkpoints), start it again with the same command: the metrics
   equal the uninterrupted run's, step for step, in metrics.jsonl and in
-  TensorBoard (whose writer buffers what it has not flushed)."""
-  reference, _ = smoke_run
+  TensorBoard (whose writer buffers what it has not flushed), and in the
+  closing summary."""
+  reference, results = smoke_run
   cmd, env = _cli(tmp_path)
   proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
@@ -249,8 +250,8 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   proc.wait()
   assert len(files.read_jsonl(metrics)) < len(files.read_jsonl(
       reference / "metrics.jsonl")), "killed too late to test anything"
-  subprocess.run(cmd, env=env, cwd=REPO, check=True, timeout=600,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  resumed = subprocess.run(cmd, env=env, cwd=REPO, check=True, timeout=600,
+                           capture_output=True, text=True)
   got = comparable(files.read_jsonl(metrics))
   want = comparable(files.read_jsonl(reference / "metrics.jsonl"))
   assert_same_metrics(got, want)
@@ -260,6 +261,15 @@ def test_sigkill_and_resume_gives_the_same_metrics(smoke_run, tmp_path):
   np.testing.assert_allclose([v for _, v in shown["loss"]],
                              [r["loss"] for r in want if "loss" in r],
                              rtol=1e-5, atol=1e-6)
+  # The closing summary lists the whole run's evaluations, those before the
+  # kill too, and compares the first (the base) with the last.
+  evals = {line.split(":")[0][len("eval "):]: line.split(":", 1)[1]
+           for line in resumed.stdout.splitlines() if line.startswith("eval ")}
+  assert list(evals) == list(results)
+  for name, metrics in results.items():
+    assert f"acc@t1 {metrics['acc@t1']:.3f}" in evals[name], name
+  first, last = list(results)[0], list(results)[-1]
+  assert f"| {first} |" in resumed.stdout and f"| {last} |" in resumed.stdout
 
 
 @pytest.mark.parametrize("workdir, flag, message", [
