@@ -364,6 +364,19 @@ def test_write_report_bad_input(tmp_path, kwargs, match):
   assert not (tmp_path / "eval" / "run.json").exists()
 
 
+def test_a_refused_report_leaves_the_earlier_one_whole(tmp_path):
+  """A report refused at its JSON (a NaN metric) writes none of its files:
+  the earlier report of that name still matches its per-problem file."""
+  ev.write_report(tmp_path, "run", {"acc@t1": 0.5},
+                  per_problem={"id": list("abcd")})
+  before = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+  with pytest.raises(ValueError, match="JSON"):
+    ev.write_report(tmp_path, "run", {"acc@t1": float("nan")},
+                    per_problem={"id": ["x", "y"]})
+  after = {p.name: p.read_bytes() for p in (tmp_path / "eval").iterdir()}
+  assert after == before
+
+
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
   path = tmp_path / "eval" / "run.json"
   ev.atomic_write_text(path, "old")
@@ -404,6 +417,15 @@ def test_compare_runs_table(tmp_path):
   # Default label is the report's name; a run without intervals shows values.
   plain = ev.compare_runs([{"metrics": {**score["metrics"]}, "name": "x"}])
   assert "| x | " in plain and "[" not in plain.split("\n")[2]
+
+
+def test_compare_runs_shows_no_negative_zero():
+  table = ev.compare_runs([{
+      "metrics": {"acc@t1": 0.5, "acc@t2": 0.4996, "delta(t1,t2)": -0.0004,
+                  "delta_i2c(t1,t2)": 0.0, "delta_c2i(t1,t2)": 0.0004},
+      "intervals": {"delta(t1,t2)": [-0.0004, 0.0003]}}], ["r"])
+  assert table.split("\n")[2] == (
+      "| r | 50.0 | 50.0 | +0.0 [+0.0, +0.0] | 0.0 | 0.0 |")
 
 
 def test_compare_runs_bad_input():

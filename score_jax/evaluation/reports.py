@@ -116,22 +116,21 @@ def write_report(workdir, name: str, metrics: Mapping[str, float],
   if unknown:
     raise ValueError(f"write_report: intervals for unknown metrics {unknown}")
   out = pathlib.Path(workdir) / "eval"
-  written, names = {}, {}
+  # Every text is made (and checked: JSON refuses NaN) before anything is
+  # written, so a bad report leaves an earlier one of its name whole.
+  texts = {}
   for kind, rows in (("problems", per_problem), ("transcripts", transcripts)):
-    if rows is None:
-      continue
-    path = out / f"{name}.{kind}.jsonl"
-    text = files.to_jsonl(_rows(rows, f"{name} {kind}"), f"{name} {kind}")
-    written[kind] = files.atomic_write_text(path, text)
-    names[kind] = path.name
+    if rows is not None:
+      texts[kind] = (out / f"{name}.{kind}.jsonl", files.to_jsonl(
+          _rows(rows, f"{name} {kind}"), f"{name} {kind}"))
   report = {"schema": SCHEMA, "name": name, "metrics": dict(metrics),
             "intervals": intervals, "config": dict(config or {}),
-            "files": names}
-  text = files.to_json(report, f"report {name}", indent=2) + "\n"
-  written["markdown"] = files.atomic_write_text(
-      out / f"{name}.md", report_markdown(report))
-  written["json"] = files.atomic_write_text(out / f"{name}.json", text)
-  return written
+            "files": {kind: path.name for kind, (path, _) in texts.items()}}
+  texts["markdown"] = (out / f"{name}.md", report_markdown(report))
+  texts["json"] = (out / f"{name}.json",
+                   files.to_json(report, f"report {name}", indent=2) + "\n")
+  return {kind: files.atomic_write_text(path, text)  # the JSON last
+          for kind, (path, text) in texts.items()}
 
 
 def load_report(run: Run) -> dict[str, Any]:
@@ -151,7 +150,8 @@ def load_report(run: Run) -> dict[str, Any]:
 
 
 def _format(value: float, scale: float, digits: int, signed: bool) -> str:
-  return f"{value * scale:{'+' if signed else ''}.{digits}f}"
+  # + 0.0: a value that rounds to zero reads "+0.0", not "-0.0".
+  return f"{round(value * scale, digits) + 0.0:{'+' if signed else ''}.{digits}f}"
 
 
 def _cell(report: Mapping[str, Any], key: str, label: str, percent: bool,
