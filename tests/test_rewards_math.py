@@ -56,9 +56,26 @@ def test_equivalent_forms_grade_correct_both_ways(a, b):
     (r"\sqrt{2}", "2"), ("-5", "5"), (r"\text{Evelyn}", r"\text{Bob}"),
     # math-verify alone drops a base's subscript.
     ("52_9", "52_8"), ("4210_{6}", "4210_{5}"),
+    # Another variable (MATH references `x=5`, `y = 2x + 3`, a directrix).
+    ("y = 5", "x=5"), ("-y = 2x + 3", "y = 2x + 3"),
+    (r"x = -\frac{1}{4}", r"y = -\frac{1}{4}"),
+    # A wrong left side; a value, not units, after a number; a decimal for
+    # an exact irrational; a power, not Markdown bold.
+    ("7 = 5", "5"), ("3 i", "3"), ("4 pi", "4"), ("5 thousand", "5"),
+    ("1.414214", r"\sqrt{2}"), ("3.141593", r"\pi"), ("2**3", "23"),
 ])
 def test_different_answers_grade_incorrect(a, b):
   assert math_reward.grade(_final(a), b) == 0.0
+
+
+@pytest.mark.parametrize("a, b", [
+    ("2 + 3 = 5", "5"), (r"\frac{10}{2} = 5", "5"), (r"3 \cdot 4 = 12", "12"),
+    ("x=5", "x = 5"), ("x_1 = 5", "5"), (r"\theta = \frac{\pi}{4}",
+                                         r"\frac{\pi}{4}"),
+    ("0.25", r"\frac{1}{4}"), ("18 m", "18"),
+])
+def test_answers_written_as_equations_or_decimals_grade_correct(a, b):
+  assert math_reward.grade(_final(a), b) == 1.0
 
 
 def test_extraction_prefers_final_line_then_last_boxed():

@@ -140,6 +140,23 @@ def _fix_slash(s: str) -> str:
   return f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}" if m else s
 
 
+# Words after a number that make it another value, not units: a single
+# letter but m (metres) is a variable.
+_NOT_UNITS = frozenset({"i", "pi", "e", "hundred", "thousand", "million",
+                        "billion", "trillion"} | set("abcdfghjklnopqrstuvwxyz"))
+# Numbers and arithmetic, no variable: `2 + 3`, `\frac{10}{2}`, `3 \cdot 4`.
+_ARITHMETIC = re.compile(r"(?=.*\d)(?:[\d\s.,+\-*/^(){}\[\]]"
+                         r"|\\(?:[dt]?frac|sqrt|cdot|times|left|right))*")
+_NAME = re.compile(r"\s*([A-Za-z][A-Za-z0-9]?)\s*=[^=]*")
+
+
+def _equation_name(answer: str) -> Optional[str]:
+  """`x` of `x = 5` (a name of one letter, or a letter and a letter or
+  digit, alone on the left of the only `=`); None for anything else."""
+  m = _NAME.fullmatch(answer.replace("$", ""))
+  return m.group(1) if m else None
+
+
 def normalize_answer(answer: str, thousands: bool = True) -> str:
   """Hendrycks-MATH-style canonical string of an answer (`thousands`: read
   `1,000` as one number; False keeps such commas, as in a list `70,110`)."""
@@ -152,10 +169,12 @@ def normalize_answer(answer: str, thousands: bool = True) -> str:
   s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
   s = re.sub(r"\\mbox\{\s*([^}]*)\}", r"\1", s)
   s = s.replace("\\%", "").replace("%", "")
-  s = s.replace("**", "")  # Markdown bold: **5**
-  # A number then words only, a word problem's units: `18 dollars`, `5 eggs`.
-  s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+[A-Za-z][A-Za-z ]*$", r"\1",
-             s.strip())
+  s = re.sub(r"^\*\*(.*)\*\*$", r"\1", s.strip())  # Markdown bold: **5**
+  # A number then words only, a word problem's units: `18 dollars`, `5 eggs`
+  # (not `3 i`, `4 pi`, `5 thousand`: a value, not a unit).
+  m = re.fullmatch(r"(-?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z][A-Za-z ]*)", s)
+  if m and not set(m.group(2).lower().split()) & _NOT_UNITS:
+    s = m.group(1)
   # Thousands separators in a number alone (1,000,000 -> 1000000); commas
   # in tuples and intervals stay: (2,12) \cup (12,102).
   if thousands and re.fullmatch(r"-?\d{1,3}(?:(?:,|\{,\})\d{3})+(?:\.\d+)?",
@@ -164,8 +183,9 @@ def normalize_answer(answer: str, thousands: bool = True) -> str:
   s = s.replace(" .", " 0.").replace("{.", "{0.")
   if s.startswith("."):
     s = "0" + s
-  # `x = 5`, `k=3`: keep the value when the left side is a short name.
-  if s.count("=") == 1 and len(s.split("=")[0].strip()) <= 2:
+  # `x = 5`, `k=3`: keep the value when the left side is a short name
+  # (`answers_equivalent` compares the names when both answers have one).
+  if s.count("=") == 1 and _equation_name(s):
     s = s.split("=")[1]
   s = _fix_sqrt(s)
   s = s.replace(" ", "").replace("\\,", "").replace("\\;", "")
@@ -197,6 +217,15 @@ _BASE_NUMBER = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?")
 @functools.lru_cache(maxsize=1 << 16)
 def answers_equivalent(predicted: str, reference: str) -> bool:
   """Whether two answer strings denote the same mathematical object."""
+  names = _equation_name(predicted), _equation_name(reference)
+  if names[0] and names[1] and names[0] != names[1]:
+    return False  # `y = 5` is not `x = 5`
+  if (predicted.count("=") == 1 and "=" not in reference
+      and _ARITHMETIC.fullmatch(predicted.split("=")[0])):
+    # `2 + 3 = 5` for 5, a left side of numbers: both sides must be it
+    # (math-verify reads the right side alone, so `7 = 5` would pass).
+    return all(answers_equivalent(side, reference)
+               for side in predicted.split("="))
   pred, ref = normalize_answer(predicted), normalize_answer(reference)
   if pred == ref:
     return True
@@ -212,6 +241,10 @@ def answers_equivalent(predicted: str, reference: str) -> bool:
   bases = _BASE_NUMBER.fullmatch(pred), _BASE_NUMBER.fullmatch(ref)
   if bases[0] and bases[1]:
     return _base_digits(bases[0]) == _base_digits(bases[1])
+  if a is not None and "." in pred:
+    # A decimal for an exact answer that is not a plain number: math-verify
+    # would accept 1.414214 for \sqrt{2} (it rounds to 6 places).
+    return False
   return _verify(predicted, reference)
 
 
