@@ -151,7 +151,8 @@ def load_report(run: Run) -> dict[str, Any]:
 
 def _format(value: float, scale: float, digits: int, signed: bool) -> str:
   # + 0.0: a value that rounds to zero reads "+0.0", not "-0.0".
-  return f"{round(value * scale, digits) + 0.0:{'+' if signed else ''}.{digits}f}"
+  value = round(value * scale, digits) + 0.0
+  return f"{value:{'+' if signed else ''}.{digits}f}"
 
 
 def _cell(report: Mapping[str, Any], key: str, label: str, percent: bool,
