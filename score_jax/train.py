@@ -190,6 +190,7 @@ class Trainer:
       if not problems:
         raise ValueError(f"task {self.task.name}: split {split!r} has no "
                          "problems")
+    self.train_problems = self._held_out(self.train_problems)
 
     opt = config.optimizer
     self.optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(
@@ -264,6 +265,26 @@ class Trainer:
     logging.warning("%s", message)
 
   # -- data ---------------------------------------------------------------
+
+  def _held_out(self, train: list) -> list:
+    """`train` without the evaluation's problems (by prompt text): a split
+    read from the same file as the evaluation's, or a dataset's duplicates
+    across its splits (3 in MBPP), would be trained on and then scored."""
+    t = self.config.task
+    evaluated = {p.prompt for p in self.eval_problems}
+    kept = [p for p in train if p.prompt not in evaluated]
+    if not kept:
+      raise ValueError(
+          f"task {self.task.name}: every problem of the training split "
+          f"{t.train_split!r} is one of the evaluation's (split "
+          f"{t.eval_split!r}); are both read from the same file?")
+    if len(kept) < len(train):
+      logging.warning(
+          "task %s: %d of the %d problems of split %r are evaluation "
+          "problems too (split %r, the same prompt); they are not trained on",
+          self.task.name, len(train) - len(kept), len(train), t.train_split,
+          t.eval_split)
+    return kept
 
   def problems_for_step(self, step: int, count: int) -> list:
     """Epoch-wise shuffled, a pure function of (seed, step): resumable."""

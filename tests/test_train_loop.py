@@ -452,6 +452,30 @@ def test_a_split_without_problems_is_refused(tmp_path):
       train_lib.Trainer(config, str(tmp_path / split))
 
 
+def test_evaluation_problems_are_never_trained_on(tmp_path):
+  """A validation split of the arithmetic task shares problems with train
+  (only test is kept apart): those leave the training set. Training on the
+  evaluation split itself is refused."""
+  config = smoke_config()
+  with config.unlocked():
+    config.task.options.split_sizes = {"train": 1000, "validation": 200,
+                                       "test": 100}
+    config.task.eval_split = "validation"
+    config.eval.num_problems = 200
+  trainer = train_lib.Trainer(config, str(tmp_path / "validation"))
+  task = trainer.task
+  every = task.problems("train")
+  evaluated = {p.prompt for p in trainer.eval_problems}
+  shared = [p for p in every if p.prompt in evaluated]
+  assert shared, "the arithmetic task's validation split no longer overlaps"
+  assert trainer.train_problems == [p for p in every if p not in shared]
+  with config.unlocked():
+    config.task.train_split = "validation"
+  with pytest.raises(ValueError, match="every problem of the training split "
+                     "'validation' is one of the evaluation's"):
+    train_lib.Trainer(config, str(tmp_path / "same"))
+
+
 def test_an_evaluation_only_protocol_is_not_trained(tmp_path):
   """configs/self_refine.py is `score-jax eval`'s: a run's own evaluations
   would report the SCoRe protocol under its name."""
