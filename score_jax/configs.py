@@ -53,6 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.task.options = ml_collections.ConfigDict()  # kwargs of tasks.get_task
   c.task.train_split = "train"
   c.task.eval_split = "test"
+  # Where a step's problems lie in the seeded order of the training split:
+  # 'continued', each stage goes on where the one before stopped (a warm
+  # start's problems are not RL's); 'step', at step x problems-per-step,
+  # so stages of different batch sizes overlap (what the committed rows of
+  # docs/RESULTS.md ran with).
+  c.task.positions = "continued"
 
   c.rollout = ml_collections.ConfigDict()
   c.rollout.prompts_per_step = 8
@@ -241,14 +247,20 @@ RESUMABLE_CHANGES = ("eval.", "checkpoint.", "log.", "mesh.", "step.",
                      "start_from")
 
 
+# Fields added to the config that change what a run trains, each with the
+# value a run started before it existed ran with.
+ADDED_FIELDS = {"task.positions": "step"}
+
+
 def resume_changes(saved: dict[str, Any],
                    config: ml_collections.ConfigDict) -> list[str]:
   """'field: saved -> now' for each field whose value in `config` differs
   from `saved` (a run's config.json, loaded) and that a resumed run may not
   change (everything outside RESUMABLE_CHANGES; the schedule may gain stages
   after its last). A field only one side has (a config of another version
-  of this code) is not compared."""
-  before = traverse_util.flatten_dict(saved, sep=".")
+  of this code) is not compared, but for a field added since that changes
+  what a run trains: a config without it ran as its value in ADDED_FIELDS."""
+  before = {**ADDED_FIELDS, **traverse_util.flatten_dict(saved, sep=".")}
   now = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()),
                                    sep=".")
   def allowed(key):
@@ -268,6 +280,9 @@ def check_eval(eval_config: ml_collections.ConfigDict) -> None:
     if eval_config[field] < 1:
       raise ValueError(f"config.eval.{field}={eval_config[field]}: expected "
                        ">= 1")
+
+
+POSITIONS = ("continued", "step")  # config.task.positions
 
 
 def validate(config: ml_collections.ConfigDict) -> list[Stage]:
@@ -304,6 +319,9 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
                      f"sft.batch_size={config.sft.batch_size}")
   if names & set(RL_STAGES):
     advantages.check_micro_batches(config.loss.advantage, micro)
+  if config.task.positions not in POSITIONS:
+    raise ValueError(f"config.task.positions={config.task.positions!r}: "
+                     f"expected one of {', '.join(POSITIONS)}")
   check_eval(config.eval)
   for field in ("every", "keep"):
     if config.checkpoint[field] < 1:

@@ -287,17 +287,33 @@ class Trainer:
     return kept
 
   def problems_for_step(self, step: int, count: int) -> list:
-    """Epoch-wise shuffled, a pure function of (seed, step): resumable."""
+    """Epoch-wise shuffled, a pure function of (seed, schedule, step):
+    resumable."""
     n = len(self.train_problems)
     orders = {}  # one permutation per epoch touched, not one per prompt
     out = []
-    for i in range(step * count, (step + 1) * count):
+    first = self.first_position(step, count)
+    for i in range(first, first + count):
       epoch, pos = divmod(i, n)
       if epoch not in orders:
         orders[epoch] = np.random.default_rng(
             [self.config.seed, epoch]).permutation(n)
       out.append(self.train_problems[orders[epoch][pos]])
     return out
+
+  def first_position(self, step: int, count: int) -> int:
+    """Position in the training order of step `step`'s first problem, when
+    its stage takes `count` a step (config.task.positions)."""
+    if self.config.task.positions == "step":
+      return step * count
+    position = 0
+    for stage in self.stages:
+      if step < stage.start + stage.steps:
+        return position + (step - stage.start) * count
+      position += stage.steps * (
+          self.config.sft.batch_size if stage.name == "sft" else
+          self.config.rollout.prompts_per_step)
+    raise ValueError(f"step {step} is past the schedule's end")
 
   def step_rng(self, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), step)

@@ -363,6 +363,37 @@ def test_a_resumed_run_keeps_what_it_trains_on_and_with(tmp_path):
   allowed.schedule = "sft:3,stage1:1"
   assert configs_lib.resume_changes(saved, allowed) == [
       "schedule: 'sft:2' -> 'sft:3,stage1:1'"]
+  # A run from before task.positions existed ran with 'step'.
+  allowed.schedule = "sft:2"
+  del saved["task"]["positions"]
+  assert configs_lib.resume_changes(saved, allowed) == [
+      "task.positions: 'step' -> 'continued'"]
+  allowed.task.positions = "step"
+  assert configs_lib.resume_changes(saved, allowed) == []
+
+
+@pytest.mark.parametrize("positions, rl_first", [("continued", 32),
+                                                 ("step", 16)])
+def test_each_stage_goes_on_where_the_last_stopped(tmp_path, positions,
+                                                   rl_first):
+  """Smoke: 4 sft steps x 8 problems, then RL steps of 4 prompts. Continued,
+  RL's first prompt is the 33rd problem of the order, none of the warm
+  start's; by step (the committed rows' order), RL step 4 takes positions
+  16-19, which the warm start trained on."""
+  config = smoke_config()
+  config.task.positions = positions
+  trainer = train_lib.Trainer(config, str(tmp_path))
+  warm = {p.id for step in range(4) for p in trainer.problems_for_step(step, 8)}
+  rl = [p.id for step in range(4, 10)
+        for p in trainer.problems_for_step(step, 4)]
+  assert trainer.first_position(4, 4) == rl_first
+  assert trainer.first_position(9, 4) == rl_first + 20
+  assert len(warm) == 32 and len(set(rl)) == 24
+  assert bool(warm & set(rl)) == (positions == "step")
+  # The same positions, one order: step 4's prompts continue the warm start's.
+  assert trainer.problems_for_step(4, 4) == [
+      trainer.problems_for_step(0, rl_first + 4)[i]
+      for i in range(rl_first, rl_first + 4)]
 
 
 def test_start_from_under_another_remat_policy_is_the_same_run(
