@@ -336,3 +336,19 @@ def test_options_from_an_ml_collections_config():
   assert len(problems) == 5
   assert len(get_task(config.name, **config.options).problems("test")) == 5
   assert all(task.reward(p, task.solution(p)) == 1.0 for p in problems)
+
+
+@pytest.mark.parametrize("template, message", [
+    ("Solve the problem step by step.", "has no field for the problem"),
+    ("Solve {problme}", r"has fields \['problme'\] this task does not fill"),
+    (r"Put it in \boxed{} for {expression}", r"has fields \[''\]"),
+    ("Q: {expression} {", "Single '{' encountered"),
+])
+def test_a_prompt_template_must_hold_the_problem(template, message):
+  """Else every problem gets the same prompt (no field), or format() fails
+  on the first problem with a bare KeyError/IndexError."""
+  with pytest.raises(ValueError, match=message):
+    get_task("arithmetic", prompt_template=template)
+  assert get_task("arithmetic", prompt_template=(
+      r"Put it in \boxed{{}}: {expression}")).problems("test")[0].prompt \
+      .startswith(r"Put it in \boxed{}: ")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import random
+import string
 from typing import Any, Optional, Sequence
 
 from absl import logging
@@ -20,6 +21,31 @@ class Problem:
   prompt: str
   reference: Any
   meta: dict = dataclasses.field(default_factory=dict)
+
+
+def _fields(template: str) -> set:
+  return {f for _, f, _, _ in string.Formatter().parse(template)
+          if f is not None}
+
+
+def _check_template(task: str, template: str, default: str) -> None:
+  """A prompt_template names only the fields the task fills (those of its
+  default template), at least one of them: else every problem would get the
+  same prompt, or format() would fail on the first problem."""
+  known = _fields(default)
+  try:
+    fields = _fields(template)
+  except ValueError as e:
+    raise ValueError(f"{task}: prompt_template: {e} (a literal brace is "
+                     "written {{ or }})") from None
+  unknown = sorted(fields - known)
+  if unknown or not fields & known:
+    what = (f"has fields {unknown} this task does not fill" if unknown else
+            "has no field for the problem")
+    raise ValueError(
+        f"{task}: prompt_template {what}; its fields: "
+        f"{', '.join('{' + f + '}' for f in sorted(known))} (a literal "
+        "brace is written {{ or }})")
 
 
 class Task:
@@ -43,6 +69,8 @@ class Task:
                        f"{num_problems}")
     self.seed = seed
     self.num_problems = num_problems
+    if prompt_template:
+      _check_template(self.name, prompt_template, self.default_prompt)
     self.prompt_template = prompt_template or self.default_prompt
     if correction_instruction is not None:
       self.correction_instruction = correction_instruction
