@@ -352,3 +352,16 @@ def test_a_prompt_template_must_hold_the_problem(template, message):
   assert get_task("arithmetic", prompt_template=(
       r"Put it in \boxed{{}}: {expression}")).problems("test")[0].prompt \
       .startswith(r"Put it in \boxed{}: ")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_problems": "5"},
+     "num_problems must be an int >= 1 or None, got '5'"),
+    ({"num_problems": 0}, "num_problems must be an int >= 1"),
+    ({"split_sizes": {"train": 100, "test": "50"}},
+     r"split_sizes must be ints >= 0, got \{'test': '50'\}"),
+    ({"split_sizes": {"train": -1, "test": 5}}, r"got \{'train': -1\}"),
+])
+def test_counts_are_checked_and_named(options, message):
+  with pytest.raises(ValueError, match=message):
+    get_task("arithmetic", **options)

@@ -10,6 +10,7 @@ import random
 import re
 
 from score_jax.tasks import answer_line
+from score_jax.tasks import base
 from score_jax.tasks import prompts
 from score_jax.tasks.base import Problem, Task
 
@@ -52,7 +53,8 @@ class ArithmeticTask(Task):
                        f"{max_operand}")
     self.min_terms, self.max_terms = min_terms, max_terms
     self.max_operand, self.operators = max_operand, operators
-    self.split_sizes = dict(split_sizes or SPLIT_SIZES)
+    self.split_sizes = base.split_sizes("arithmetic",
+                                        split_sizes or SPLIT_SIZES)
 
   def _expressions(self, split: str, count: int, exclude=frozenset()) -> list:
     # A str seed hashes with SHA-512: the same problems on every machine.

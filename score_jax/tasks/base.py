@@ -23,6 +23,19 @@ class Problem:
   meta: dict = dataclasses.field(default_factory=dict)
 
 
+def _is_count(value: Any, minimum: int) -> bool:
+  return (isinstance(value, int) and not isinstance(value, bool)
+          and value >= minimum)
+
+
+def split_sizes(task: str, sizes: dict) -> dict:
+  """{split: count}, each count an int >= 0 (0: an empty split)."""
+  bad = {k: v for k, v in sizes.items() if not _is_count(v, 0)}
+  if bad:
+    raise ValueError(f"{task}: split_sizes must be ints >= 0, got {bad}")
+  return dict(sizes)
+
+
 def _fields(template: str) -> set:
   return {f for _, f, _, _ in string.Formatter().parse(template)
           if f is not None}
@@ -64,9 +77,9 @@ class Task:
                num_problems: Optional[int] = None,
                prompt_template: Optional[str] = None,
                correction_instruction: Optional[str] = None):
-    if num_problems is not None and num_problems < 1:
-      raise ValueError(f"{self.name}: num_problems must be >= 1 or None, got "
-                       f"{num_problems}")
+    if num_problems is not None and not _is_count(num_problems, 1):
+      raise ValueError(f"{self.name}: num_problems must be an int >= 1 or "
+                       f"None, got {num_problems!r}")
     self.seed = seed
     self.num_problems = num_problems
     if prompt_template:

@@ -8,6 +8,7 @@ reasoning-gym scores it 1.0.
 """
 
 from score_jax.tasks import answer_line
+from score_jax.tasks import base
 from score_jax.tasks import prompts
 from score_jax.tasks.base import Problem, SkipLog, Task
 
@@ -38,7 +39,7 @@ class ProceduralTask(Task):
     self.dataset = dataset
     self.name = f"procedural:{dataset}"
     self.dataset_options = dict(dataset_options or {})
-    self.split_sizes = dict(split_sizes or SPLIT_SIZES)
+    self.split_sizes = base.split_sizes(self.name, split_sizes or SPLIT_SIZES)
 
   def _load(self, split):
     if split not in self.split_sizes or split not in _SPLIT_SEED_OFFSET:
