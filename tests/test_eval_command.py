@@ -3,6 +3,7 @@ reproduces the training run's own evaluation from the checkpoint, writes the
 report files, runs the 3-turn Self-Refine protocol, prints the comparison
 table; bad input gets a message naming what was wrong."""
 
+import copy
 import json
 import os
 import pathlib
@@ -228,8 +229,11 @@ def test_compare_reports_are_checked_before_the_eval_and_labels_default(
 
 
 def test_a_report_of_another_evaluation_is_not_replaced(tmp_path):
+  config = tiny_config()
   settings = {"checkpoint": "preset:tiny-llama", "task": "arithmetic",
               "split": "test", "protocol": "score", "num_turns": 2,
+              "task_options": config.task.options.to_dict(),
+              "max_new_tokens": config.eval.max_new_tokens,
               "num_problems": NUM_PROBLEMS}
   report = tmp_path / "eval" / "r.json"
   report.parent.mkdir()
@@ -243,6 +247,33 @@ def test_a_report_of_another_evaluation_is_not_replaced(tmp_path):
   report.write_text(json.dumps({"metrics": {}, "config": settings}))
   eval_cmd.check_report_name(str(tmp_path), "r", settings)  # the same: fine
   eval_cmd.check_report_name(str(tmp_path), "new", settings)
+  # Other problems (a task option, e.g. another test file) or another token
+  # budget under the same name: another evaluation.
+  other = copy.deepcopy(config)
+  other.task.options.max_terms = 4
+  with pytest.raises(ValueError, match=r"holds another evaluation \("
+                     r"task_options .*'max_terms': 2.* there, .*'max_terms': "
+                     r"4.* now\)"):
+    eval_cmd.run_eval(other, "preset:tiny-llama", name="r",
+                      workdir=str(tmp_path), progress=False)
+  other = copy.deepcopy(config)
+  other.eval.max_new_tokens += 1
+  with pytest.raises(ValueError, match=r"\(max_new_tokens \d+ there, \d+ "
+                     r"now\)"):
+    eval_cmd.run_eval(other, "preset:tiny-llama", name="r",
+                      workdir=str(tmp_path), progress=False)
+
+
+def test_a_misspelt_protocol_is_named(tmp_path):
+  config = tiny_config()
+  with config.unlocked():
+    config.eval.protocol = "selfrefine"
+  with pytest.raises(ValueError, match="protocol 'selfrefine' "
+                     r"\(config.eval.protocol or --protocol\): expected one "
+                     "of score, self_refine"):
+    eval_cmd.run_eval(config, "preset:tiny-llama", workdir=str(tmp_path),
+                      progress=False)
+  assert not os.listdir(tmp_path)
 
 
 def test_bad_report_name_and_url_workdir_fail_before_the_eval(tmp_path):

@@ -35,6 +35,10 @@ from ml_collections import config_flags
 from score_jax import commands
 from score_jax import configs as configs_lib
 
+# score: the paper's correction instruction after each attempt; self_refine:
+# feedback, then a refined answer (evaluation only).
+PROTOCOLS = ("score", "self_refine")
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/*.py): model, tokenizer, task and "
     "eval settings.", lock_config=True)
@@ -50,7 +54,7 @@ _WORKDIR = flags.DEFINE_string(
 _NUM_TURNS = flags.DEFINE_integer(
     "num_turns", None, "Turns per episode (default config.eval.num_turns).")
 _PROTOCOL = flags.DEFINE_enum(
-    "protocol", None, ["score", "self_refine"], "Prompting protocol "
+    "protocol", None, list(PROTOCOLS), "Prompting protocol "
     "(default config.eval.protocol if the config has one, else score).")
 _NAME = flags.DEFINE_string(
     "name", None, "Report name (default from protocol, task, checkpoint).")
@@ -264,6 +268,9 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   source = resolve_checkpoint(checkpoint)
   config = eval_config(config, source, task)
   protocol = protocol or config.eval.get("protocol", "score")
+  if protocol not in PROTOCOLS:
+    raise EvalInputError(f"protocol {protocol!r} (config.eval.protocol or "
+                         f"--protocol): expected one of {', '.join(PROTOCOLS)}")
   if num_turns is None:
     num_turns = config.eval.num_turns
     if protocol == "self_refine" and num_turns < 3:
@@ -307,9 +314,13 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
   if not name:
     raise EvalInputError(f"--name={given!r}: a report name needs a letter "
                          "or digit")
-  evaluation = {"checkpoint": checkpoint, "task": task_obj.name,
+  # What the evaluation is: a report of this name with other values is
+  # another evaluation, not replaced (check_report_name).
+  evaluation = {"checkpoint": _normalized(checkpoint), "task": task_obj.name,
                 "split": config.task.eval_split, "protocol": protocol,
-                "num_turns": num_turns}
+                "num_turns": num_turns,
+                "task_options": config.task.options.to_dict(),
+                "max_new_tokens": config.eval.max_new_tokens}
   check_report_name(workdir, name,
                     {**evaluation, "num_problems": len(problems)})
 
@@ -346,6 +357,13 @@ def run_eval(config: ml_collections.ConfigDict, checkpoint: str, *,
                 episodes_lib.transcripts(eps, len(eps.rows))))
   return {"summary": summary, "paths": paths, "name": name,
           "workdir": workdir}
+
+
+def _normalized(checkpoint: str) -> str:
+  """A local path without a trailing or doubled slash (`run/` is `run`); a
+  model spec as given."""
+  return os.path.normpath(checkpoint) if os.path.exists(checkpoint) else \
+      checkpoint
 
 
 def comparison(report_json: str, name: str, compare: Sequence[str],
