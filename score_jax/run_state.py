@@ -179,6 +179,12 @@ def find_checkpoint(path: str) -> Optional[tuple[str, int]]:
   else:
     return None
   steps = finished_steps(directory)
+  if not steps and os.path.basename(directory) == "checkpoints_best":
+    raise ValueError(
+        f"{directory}: holds no best checkpoint (steps are kept there by "
+        "their training reward, which only RL, STaR and Pair-SFT steps have: "
+        "a warm start alone has none); name the run's workdir or "
+        "checkpoints/<step> instead")
   if not steps:
     raise ValueError(f"{directory}: holds no finished checkpoint (was the run "
                      "stopped before its first save?)")

@@ -125,6 +125,11 @@ def test_missing_checkpoint_is_named(tmp_path):
   (tmp_path / "checkpoints").mkdir()
   with pytest.raises(ValueError, match="holds no finished checkpoint"):
     eval_cmd.resolve_checkpoint(str(tmp_path))
+  # A warm start alone keeps no best step: no training reward.
+  (tmp_path / "checkpoints_best").mkdir()
+  with pytest.raises(ValueError, match="holds no best checkpoint .* a warm "
+                     "start alone has none"):
+    eval_cmd.resolve_checkpoint(str(tmp_path / "checkpoints_best"))
   (tmp_path / "other").mkdir()
   with pytest.raises(ValueError, match="not a training workdir"):
     eval_cmd.resolve_checkpoint(str(tmp_path / "other"))
