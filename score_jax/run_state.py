@@ -30,6 +30,13 @@ def _abstract(tree: Any, shardings: Any) -> Any:
       shardings)
 
 
+def _save_args(state: Any, ref_params: Any, meta: dict) -> ocp.args.Composite:
+  """What a checkpoint holds: train state, reference params, meta JSON."""
+  return ocp.args.Composite(state=ocp.args.StandardSave(state),
+                            ref=ocp.args.StandardSave(ref_params),
+                            meta=ocp.args.JsonSave(meta))
+
+
 class RunCheckpoints:
   """checkpoints/ keeps the last `keep` steps; checkpoints_best/ keeps the
   one with the highest training reward (the mean sampled reward of the last
@@ -93,9 +100,7 @@ class RunCheckpoints:
     meta = dict(self.meta)
     if train_reward is not None:
       meta["train_reward"] = float(train_reward)
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              ref=ocp.args.StandardSave(ref_params),
-                              meta=ocp.args.JsonSave(meta))
+    args = _save_args(state, ref_params, meta)
     self.latest.save(step, args=args)
     if train_reward is not None:
       self.best.save(step, args=args,
@@ -117,10 +122,7 @@ class RunCheckpoints:
       return  # nothing to offer, or it would not be kept
     logging.info("offering step %d to checkpoints_best (not saved there "
                  "before the run stopped)", step)
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              ref=ocp.args.StandardSave(ref_params),
-                              meta=ocp.args.JsonSave(meta))
-    self.best.save(step, args=args,
+    self.best.save(step, args=_save_args(state, ref_params, meta),
                    metrics={"train_reward": float(reward)})
 
   def restore(self, step: int, state_like: Any, state_shardings: Any,
