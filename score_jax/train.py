@@ -286,13 +286,19 @@ class Trainer:
           t.eval_split)
     return kept
 
-  def problems_for_step(self, step: int, count: int) -> list:
-    """Epoch-wise shuffled, a pure function of (seed, schedule, step):
-    resumable."""
+  def problems_for_step(self, step: int) -> list:
+    """The training problems of step `step`: a pure function of (seed,
+    schedule, step), so resumable."""
+    stage = configs_lib.stage_at(self.stages, step)
+    return self.training_order(self.first_position(step),
+                               self.problems_per_step(stage.name))
+
+  def training_order(self, first: int, count: int) -> list:
+    """Positions [first, first + count) of the training order: the split,
+    shuffled again each epoch."""
     n = len(self.train_problems)
     orders = {}  # one permutation per epoch touched, not one per prompt
     out = []
-    first = self.first_position(step, count)
     for i in range(first, first + count):
       epoch, pos = divmod(i, n)
       if epoch not in orders:
@@ -301,19 +307,22 @@ class Trainer:
       out.append(self.train_problems[orders[epoch][pos]])
     return out
 
-  def first_position(self, step: int, count: int) -> int:
-    """Position in the training order of step `step`'s first problem, when
-    its stage takes `count` a step (config.task.positions)."""
+  def problems_per_step(self, stage_name: str) -> int:
+    """How many training problems a step of the stage takes: a batch of
+    worked solutions in `sft`, prompts to sample from in the others."""
+    return (self.config.sft.batch_size if stage_name == "sft" else
+            self.config.rollout.prompts_per_step)
+
+  def first_position(self, step: int) -> int:
+    """Position in the training order of step `step`'s first problem
+    (config.task.positions)."""
+    stage = configs_lib.stage_at(self.stages, step)
+    count = self.problems_per_step(stage.name)
     if self.config.task.positions == "step":
       return step * count
-    position = 0
-    for stage in self.stages:
-      if step < stage.start + stage.steps:
-        return position + (step - stage.start) * count
-      position += stage.steps * (
-          self.config.sft.batch_size if stage.name == "sft" else
-          self.config.rollout.prompts_per_step)
-    raise ValueError(f"step {step} is past the schedule's end")
+    position = sum(s.steps * self.problems_per_step(s.name)
+                   for s in self.stages if s.start < stage.start)
+    return position + (step - stage.start) * count
 
   def step_rng(self, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(self.config.seed), step)
@@ -403,7 +412,7 @@ class Trainer:
     k = r.samples_per_prompt
     times = {}
     start = time.perf_counter()
-    problems = self.problems_for_step(step, r.prompts_per_step)
+    problems = self.problems_for_step(step)
     num_turns = 1 if stage.name == "single_turn" else 2
     eps = self.sample(step, problems, num_turns, k)
     times["time/rollout"] = time.perf_counter() - start
@@ -426,7 +435,7 @@ class Trainer:
     if stage.name == "sft":
       rows = self.config.sft.batch_size
       first, stop = self.batch_rows(rows)
-      problems = self.problems_for_step(step, rows)[first:stop]
+      problems = self.problems_for_step(step)[first:stop]
       batch = episodes_lib.solution_batch(
           self.tokenizer, self.task, problems, self.config.sft.rewrite_turn2,
           tuple(self.config.sft.buckets) or None,
@@ -436,8 +445,7 @@ class Trainer:
     else:
       r = self.config.rollout
       k = r.samples_per_prompt
-      eps = self.sample(step, self.problems_for_step(step, r.prompts_per_step),
-                        2, k)
+      eps = self.sample(step, self.problems_for_step(step), 2, k)
       if stage.name == "star":
         batch, kept = episodes_lib.star_batch(eps, r.repack_multiple,
                                               self.tokenizer.pad_id)
@@ -530,7 +538,7 @@ class Trainer:
       return
     r = self.config.rollout
     eps = episodes_lib.gather(eps, [
-        p for p in self.problems_for_step(step, r.prompts_per_step)
+        p for p in self.problems_for_step(step)
         for _ in range(r.samples_per_prompt)])
     if not self.main:
       return

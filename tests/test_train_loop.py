@@ -383,17 +383,15 @@ def test_each_stage_goes_on_where_the_last_stopped(tmp_path, positions,
   config = smoke_config()
   config.task.positions = positions
   trainer = train_lib.Trainer(config, str(tmp_path))
-  warm = {p.id for step in range(4) for p in trainer.problems_for_step(step, 8)}
-  rl = [p.id for step in range(4, 10)
-        for p in trainer.problems_for_step(step, 4)]
-  assert trainer.first_position(4, 4) == rl_first
-  assert trainer.first_position(9, 4) == rl_first + 20
+  warm = {p.id for step in range(4) for p in trainer.problems_for_step(step)}
+  rl = [p.id for step in range(4, 10) for p in trainer.problems_for_step(step)]
+  assert trainer.first_position(4) == rl_first
+  assert trainer.first_position(9) == rl_first + 20
   assert len(warm) == 32 and len(set(rl)) == 24
   assert bool(warm & set(rl)) == (positions == "step")
   # The same positions, one order: step 4's prompts continue the warm start's.
-  assert trainer.problems_for_step(4, 4) == [
-      trainer.problems_for_step(0, rl_first + 4)[i]
-      for i in range(rl_first, rl_first + 4)]
+  order = trainer.training_order(0, rl_first + 4)
+  assert trainer.problems_for_step(4) == order[rl_first:]
 
 
 def test_start_from_under_another_remat_policy_is_the_same_run(
