@@ -145,6 +145,8 @@ def base_config() -> ml_collections.ConfigDict:
   # A fresh workdir may start at another run's checkpoint (its workdir, or
   # <workdir>/checkpoints/<step>): state, reference and step restored, then
   # this config's schedule from that step (e.g. methods sharing a warm start).
+  # A workdir names its latest step as this run first found it (kept in
+  # <workdir>/start_from.json until the run's first checkpoint).
   c.start_from = ""
   c.max_nonfinite_steps = 5  # consecutive skipped steps before stopping
   return c

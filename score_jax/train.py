@@ -51,6 +51,9 @@ from score_jax.evaluation import files, plots, reports
 from score_jax.rl import state as state_lib
 from score_jax.rl import step as step_lib
 
+# The checkpoint a fresh run with config.start_from began at (Trainer.
+# _open_start), under its workdir.
+START_RECORD = "start_from.json"
 # Keys of a metrics row that depend on wall time (excluded from the resume
 # equality check, nothing else).
 TIMING_KEYS = ("time/rollout", "time/reward", "time/update", "time/step",
@@ -565,7 +568,7 @@ class Trainer:
     if step is None:
       if not self.config.start_from:
         return 0, True
-      source, step = run_state.open_start(self.config.start_from)
+      source, step = self._open_start()
     else:
       self.checkpoints.check_meta(step)  # another model: the first thing said
       self.check_resumed_config(step)
@@ -583,6 +586,34 @@ class Trainer:
                        f"schedule's end ({self.total_steps} steps)")
     self.truncate_metrics(step)
     return step, source is not None
+
+  def _open_start(self):
+    """run_state.open_start of config.start_from, at the step this run's
+    first attempt resolved it to. A workdir or checkpoints directory names
+    its latest (or best) step, which moves while that run goes on: an
+    attempt killed before its first save starts again from the same step,
+    as it would from its own checkpoint (START_RECORD keeps it)."""
+    start_from = self.config.start_from
+    record = os.path.join(self.workdir, START_RECORD)
+    saved = {}
+    if os.path.exists(record):
+      with open(record, encoding="utf-8") as f:
+        saved = json.load(f)
+    if saved.get("start_from") == start_from:
+      try:
+        return run_state.open_start(saved["checkpoint"])
+      except ValueError as e:
+        raise ValueError(
+            f"config.start_from={start_from}: the checkpoint this run's first "
+            f"attempt started from, {saved['checkpoint']} (recorded in "
+            f"{record}), cannot be read: {e}") from None
+    source, step = run_state.open_start(start_from)
+    if self.main:
+      files.atomic_write_text(record, json.dumps({
+          "start_from": start_from,
+          "checkpoint": os.path.join(str(source.directory), str(step))})
+          + "\n")
+    return source, step
 
   def check_resumed_config(self, step: int) -> None:
     """A run resumed at `step` of this workdir keeps the config it started

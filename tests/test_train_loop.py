@@ -205,6 +205,31 @@ def test_start_from_another_runs_checkpoint_continues_it_exactly(
   assert len(files.read_jsonl(tmp_path / "metrics.jsonl")) == 3
 
 
+def test_start_from_a_workdir_keeps_the_step_it_first_resolved(smoke_run,
+                                                               tmp_path):
+  """start_from=<a run's workdir> names that run's latest checkpoint, which
+  moves while it goes on. An attempt killed before its first save starts
+  again from the step its first attempt took, not the source's new latest;
+  if that step is gone, the error names it."""
+  source, _ = smoke_run
+  other = tmp_path / "other"
+  (other / "checkpoints").mkdir(parents=True)
+  shutil.copytree(source / "checkpoints" / "8", other / "checkpoints" / "8")
+  config = smoke_config()
+  config.start_from = str(other)
+  run = tmp_path / "run"
+  # The first attempt resolves and records step 8, then is killed.
+  assert train_lib.Trainer(config, str(run)).restore() == (8, True)
+  shutil.copytree(source / "checkpoints" / "10", other / "checkpoints" / "10")
+  assert train_lib.Trainer(config, str(run)).restore() == (8, True)
+  # Another start_from is resolved afresh.
+  config.start_from = str(other / "checkpoints")
+  assert train_lib.Trainer(config, str(run)).restore() == (10, True)
+  shutil.rmtree(other / "checkpoints" / "10")
+  with pytest.raises(ValueError, match="first attempt started from"):
+    train_lib.Trainer(config, str(run)).restore()
+
+
 def test_start_from_bad_paths_are_named(smoke_run, tmp_path):
   source, _ = smoke_run
   config = smoke_config()
