@@ -186,14 +186,17 @@ class Trainer:
     self.task = tasks_lib.get_task(config.task.name,
                                    **config.task.options.to_dict())
     self.train_problems = self.task.problems(config.task.train_split)
-    self.eval_problems = self.task.problems(
-        config.task.eval_split)[:config.eval.num_problems]
+    eval_split = self.task.problems(config.task.eval_split)
     for split, problems in ((config.task.train_split, self.train_problems),
-                            (config.task.eval_split, self.eval_problems)):
+                            (config.task.eval_split, eval_split)):
       if not problems:
         raise ValueError(f"task {self.task.name}: split {split!r} has no "
                          "problems")
-    self.train_problems = self._held_out(self.train_problems)
+    # Held out: the whole evaluation split, not only the problems evaluated,
+    # so that eval.num_problems (which a resumed run may change) does not
+    # change what trains.
+    self.train_problems = self._held_out(self.train_problems, eval_split)
+    self.eval_problems = eval_split[:config.eval.num_problems]
 
     opt = config.optimizer
     self.optimizer = state_lib.make_optimizer(state_lib.OptimizerConfig(
@@ -269,12 +272,13 @@ class Trainer:
 
   # -- data ---------------------------------------------------------------
 
-  def _held_out(self, train: list) -> list:
-    """`train` without the evaluation's problems (by prompt text): a split
-    read from the same file as the evaluation's, or a dataset's duplicates
-    across its splits (3 in MBPP), would be trained on and then scored."""
+  def _held_out(self, train: list, evaluation: list) -> list:
+    """`train` without the problems of the evaluation split (by prompt
+    text): a split read from the same file as the evaluation's, or a
+    dataset's duplicates across its splits (3 in MBPP), would be trained on
+    and then scored."""
     t = self.config.task
-    evaluated = {p.prompt for p in self.eval_problems}
+    evaluated = {p.prompt for p in evaluation}
     kept = [p for p in train if p.prompt not in evaluated]
     if not kept:
       raise ValueError(

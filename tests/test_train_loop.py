@@ -508,8 +508,9 @@ def test_a_split_without_problems_is_refused(tmp_path):
 
 def test_evaluation_problems_are_never_trained_on(tmp_path):
   """A validation split of the arithmetic task shares problems with train
-  (only test is kept apart): those leave the training set. Training on the
-  evaluation split itself is refused."""
+  (only test is kept apart): those leave the training set, whatever number
+  of them is evaluated. Training on the evaluation split itself is
+  refused."""
   config = smoke_config()
   with config.unlocked():
     config.task.options.split_sizes = {"train": 1000, "validation": 200,
@@ -523,6 +524,12 @@ def test_evaluation_problems_are_never_trained_on(tmp_path):
   shared = [p for p in every if p.prompt in evaluated]
   assert shared, "the arithmetic task's validation split no longer overlaps"
   assert trainer.train_problems == [p for p in every if p not in shared]
+  # The whole evaluation split is held out: eval.num_problems, which a
+  # resumed run may change, does not change what trains.
+  config.eval.num_problems = 50
+  fewer = train_lib.Trainer(config, str(tmp_path / "fewer"))
+  assert len(fewer.eval_problems) == 50
+  assert fewer.train_problems == trainer.train_problems
   with config.unlocked():
     config.task.train_split = "validation"
   with pytest.raises(ValueError, match="every problem of the training split "
