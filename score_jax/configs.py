@@ -252,6 +252,8 @@ RESUMABLE_CHANGES = ("eval.", "checkpoint.", "log.", "mesh.", "step.",
 # Fields added to the config that change what a run trains, each with the
 # value a run started before it existed ran with.
 ADDED_FIELDS = {"task.positions": "step"}
+# Dicts whose keys the user chooses: a key on one side only is a change.
+OPEN_DICTS = ("lr_by_stage.", "task.options.", "model.preset_overrides.")
 
 
 def resume_changes(saved: dict[str, Any],
@@ -259,9 +261,11 @@ def resume_changes(saved: dict[str, Any],
   """'field: saved -> now' for each field whose value in `config` differs
   from `saved` (a run's config.json, loaded) and that a resumed run may not
   change (everything outside RESUMABLE_CHANGES; the schedule may gain stages
-  after its last). A field only one side has (a config of another version
-  of this code) is not compared, but for a field added since that changes
-  what a run trains: a config without it ran as its value in ADDED_FIELDS."""
+  after its last). A key of an OPEN_DICTS dict on one side only is a
+  change (an lr of one stage, a task option added or dropped). Another
+  field only one side has (a config of another version of this code) is
+  not compared, but for a field added since that changes what a run
+  trains: a config without it ran as its value in ADDED_FIELDS."""
   before = {**ADDED_FIELDS, **traverse_util.flatten_dict(saved, sep=".")}
   now = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()),
                                    sep=".")
@@ -270,9 +274,14 @@ def resume_changes(saved: dict[str, Any],
       old = parse_schedule(before[key])
       return parse_schedule(now[key])[:len(old)] == old
     return key.startswith(RESUMABLE_CHANGES)
-  return [f"{key}: {before[key]!r} -> {now[key]!r}"
-          for key in sorted(before.keys() & now.keys())
-          if before[key] != now[key] and not allowed(key)]
+  def changed(key):
+    return key not in before or key not in now or before[key] != now[key]
+  def shown(values, key):
+    return repr(values[key]) if key in values else "(absent)"
+  keys = (before.keys() & now.keys()) | {
+      key for key in before.keys() ^ now.keys() if key.startswith(OPEN_DICTS)}
+  return [f"{key}: {shown(before, key)} -> {shown(now, key)}"
+          for key in sorted(keys) if changed(key) and not allowed(key)]
 
 
 def check_eval(eval_config: ml_collections.ConfigDict) -> None:

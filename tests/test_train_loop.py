@@ -395,6 +395,19 @@ def test_a_resumed_run_keeps_what_it_trains_on_and_with(tmp_path):
       "task.positions: 'step' -> 'continued'"]
   allowed.task.positions = "step"
   assert configs_lib.resume_changes(saved, allowed) == []
+  # A key of a dict whose keys are the user's (an lr for one stage, a task
+  # option), added or dropped, is a change too.
+  with allowed.unlocked():
+    allowed.lr_by_stage.stage2 = 1.0
+  option, value = next(iter(saved["task"]["options"].items()))
+  del saved["task"]["options"][option]
+  assert configs_lib.resume_changes(saved, allowed) == [
+      "lr_by_stage.stage2: (absent) -> 1.0",
+      f"task.options.{option}: (absent) -> {value!r}"]
+  saved["task"]["options"][option] = value
+  saved["lr_by_stage"] = {"stage2": 1.0, "stage1": 2.0}
+  assert configs_lib.resume_changes(saved, allowed) == [
+      "lr_by_stage.stage1: 2.0 -> (absent)"]
 
 
 @pytest.mark.parametrize("positions, rl_first", [("continued", 32),
