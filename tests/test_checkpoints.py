@@ -9,6 +9,7 @@ of google-deepmind/gemma's modules, reading that layout directly.
 import functools
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -373,6 +374,29 @@ def test_replacing_a_directory_never_loses_the_old_one(tmp_path,
   assert os.listdir(tmp_path) == ["ckpt"]
   _write_dir(dest, "v2")
   assert (dest / "f").read_text() == "v2"
+  assert os.listdir(tmp_path) == ["ckpt"]
+  # A crash while the replaced version is deleted leaves a part of it
+  # hidden; it is never put back in place of a destination removed later,
+  # and the next write deletes it.
+  real_rmtree = shutil.rmtree
+
+  def crash(path, **kwargs):
+    if ".ckpt.old-" not in str(path):
+      return real_rmtree(path, **kwargs)
+    os.remove(os.path.join(path, os.listdir(path)[0], "f"))  # a part
+    raise KeyboardInterrupt(f"killed while deleting {path}")
+  monkeypatch.setattr(shutil, "rmtree", crash)
+  with pytest.raises(KeyboardInterrupt, match=r"\.ckpt\.old-"):
+    _write_dir(dest, "v3")
+  monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+  assert (dest / "f").read_text() == "v3"
+  real_rmtree(dest)
+  with pytest.raises(RuntimeError):
+    with atomic_dir(str(dest)):
+      raise RuntimeError("the write failed")
+  assert not dest.exists()  # not the part of v2
+  _write_dir(dest, "v4")
+  assert (dest / "f").read_text() == "v4"
   assert os.listdir(tmp_path) == ["ckpt"]
   with pytest.raises(ValueError, match="gs://bucket/ckpt: a URL"):
     _write_dir("gs://bucket/ckpt", "v3")

@@ -4,7 +4,9 @@ A crash or an error mid-write leaves the destination as it was (absent, or
 the previous version), never half-written. Replacing a directory takes two
 renames (the old version aside, the new one in); a crash between them leaves
 the old version in a hidden `.name.old-*` sibling, which the next
-`atomic_dir` on that destination puts back first.
+`atomic_dir` on that destination puts back first. A crash while the old
+version is deleted leaves a part of it, renamed first so that it is never
+put back; the next `atomic_dir` deletes it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Iterator
 from score_jax.evaluation.files import local_path, umask
 
 
+_DELETED = "deleted"  # a replaced version, in its `.name.old-*` folder
+
+
 def destination(directory: str) -> str:
   """The absolute path `atomic_dir(directory)` writes; a URL is an error
   (the write is a local temp folder and a rename). Writers that prepare
@@ -28,10 +33,14 @@ def destination(directory: str) -> str:
 
 def _put_back_hidden(directory: str) -> None:
   """If `directory` is missing but a crashed replacement hid its previous
-  version, renames the newest such version back into place."""
+  version, renames the newest such version back into place. Deletes what a
+  crash left of replaced versions being deleted."""
+  parent, name = os.path.split(directory)
+  for deleted in glob.glob(os.path.join(
+      glob.escape(parent), glob.escape(f".{name}.old-") + "*", _DELETED)):
+    shutil.rmtree(os.path.dirname(deleted), ignore_errors=True)
   if os.path.exists(directory):
     return
-  parent, name = os.path.split(directory)
   hidden = glob.glob(os.path.join(glob.escape(parent),
                                   glob.escape(f".{name}.old-") + "*", name))
   if hidden:
@@ -65,6 +74,10 @@ def atomic_dir(directory: str, overwrite: bool = False) -> Iterator[str]:
         if not os.path.exists(directory):
           os.rename(os.path.join(old, name), directory)
         raise
+      else:
+        # Out of `_put_back_hidden`'s sight before it is deleted: a crash
+        # mid-delete must not leave a part of it to be put back later.
+        os.rename(os.path.join(old, name), os.path.join(old, _DELETED))
       finally:
         shutil.rmtree(old, ignore_errors=True)
     else:
