@@ -386,10 +386,12 @@ _HOSTILE = {
         "  fd = libc.open(path.encode(), os.O_CREAT | os.O_WRONLY, 0o644)\n"
         "  assert fd < 0, path\n"
         "raise RuntimeError('every write was refused')\n", "", "failed"),
+    # The guard refuses every signal to another process (PermissionError,
+    # which the program swallows), its own group's too: it runs to its end.
     "kill_parent": (
         "import os, signal\nfor pid in (os.getppid(), 1, -1, -os.getpgid(0)):\n"
         "  try:\n    os.kill(pid, signal.SIGKILL)\n  except OSError:\n"
-        "    pass\n", "", "crash"),
+        "    pass\n", "", "passed"),
     "segfault": ("import ctypes\nctypes.string_at(0)\n", "", "crash"),
     "print_1gb": ("import sys\nfor _ in range(2**20):\n"
                   "  sys.stdout.write('x' * 1023 + '\\n')\n", "", "failed"),
@@ -672,6 +674,36 @@ _SETSID_STRAY = ("import os, time\n"
                  "    time.sleep(10**6)\n"
                  "  os._exit(0)\n"
                  "os.wait()\n")
+
+
+def test_basic_isolation_guard_blocks_signals_to_other_processes():
+  """Where no uid was dropped (basic isolation on a root host that could not
+  take one) a signal could reach the host's processes: refused."""
+  other = subprocess.Popen(["sleep", "30"])
+  try:
+    r = code.run_program(f"import os\nos.kill({other.pid}, 9)", "",
+                         isolation="basic")
+    assert r.reason == "failed" and "signalling other processes" in r.detail, r
+    assert other.poll() is None
+    r = code.run_program("import os, signal\n"
+                         "os.kill(os.getpid(), signal.SIGUSR1)", "",
+                         isolation="basic")
+    assert r.reason == "crash", r  # its own: allowed (the signal kills it)
+  finally:
+    other.kill()
+    other.wait()
+
+
+def test_string_hashes_are_the_same_every_run():
+  """PYTHONHASHSEED holds in the sandbox: a program whose result depends on
+  set order gets the same reward every run (and on a resumed run)."""
+  want = subprocess.run(
+      [sys.executable, "-c", "print(hash('score'))"], capture_output=True,
+      text=True, env={"PYTHONHASHSEED": "0"}, check=True).stdout.strip()
+  for _ in range(2):
+    r = code.run_program("def h():\n  return hash('score')\n",
+                         f"assert h() == {want}\n")
+    assert r.passed, r
 
 
 def test_basic_isolation_kills_what_left_the_process_group(monkeypatch):

@@ -219,6 +219,10 @@ def test_extract_code_takes_the_answer_not_what_follows_it():
   assert extract_code(f"Here:\n```python\n{answer}\n```\nUsage:\n"
                       "```python\nprint(f(1))\n```") == answer + "\n"
   assert extract_code("```python\nprint(1)\n```") == "print(1)\n"
+  # Any language tag; a shell block before the answer keeps its own fences.
+  assert extract_code(f"```py3\n{answer}\n```") == answer + "\n"
+  assert extract_code(f"Run:\n```bash\npython f.py\n```\nCode:\n"
+                      f"```Python3\n{answer}\n```") == answer + "\n"
 
 
 def test_arithmetic_is_deterministic_disjoint_and_strict():

@@ -1,7 +1,8 @@
 """Sandbox bootstrap: runs ONE untrusted program and checks it against its
 tests, in two processes that share nothing but a pipe.
 
-Started by `code.py` as `python -I -S -B _sandbox_child.py` in a new session
+Started by `code.py` as `python -s -P -S -B _sandbox_child.py` (isolated
+mode but for the environment, so that PYTHONHASHSEED holds) in a new session
 with a cleaned environment. Its stdin holds two length-prefixed JSON parts:
 the program and the limits (read by B), then the tests and the run's nonce
 (read only by T). Then:
@@ -282,7 +283,8 @@ def _drop_capabilities(ctypes, libc):
 
 
 def _install_guard(work_dir: str, forbid_processes: bool):
-  """Audit hook: no sockets, no file changes outside the work dir.
+  """Audit hook: no sockets, no file changes outside the work dir, no
+  signals to other processes.
 
   A second layer under the namespaces and the uid drop, and the only file and
   network barrier where the kernel refuses namespaces. It sees Python-level
@@ -294,6 +296,7 @@ def _install_guard(work_dir: str, forbid_processes: bool):
   prefix = os.path.realpath(work_dir) + sep
   realpath, fspath, isinstance_, str_, bytes_ = (
       os.path.realpath, os.fspath, isinstance, str, bytes)
+  getpid, getpgid = os.getpid, os.getpgid
   write_modes = frozenset("wax+")
   devnull, devnull_bytes = os.devnull, os.devnull.encode()
   write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -325,6 +328,11 @@ def _install_guard(work_dir: str, forbid_processes: bool):
                             "process limit applies to this uid)")
     if event.startswith("socket.") and event != "socket.gethostname":
       raise PermissionError("sandbox: network access is disabled")
+    if (event == "os.kill" and args[0] != getpid()
+        or event == "os.killpg" and args[0] != getpgid(0)):
+      # Where no uid was dropped, another process could be the host's.
+      raise PermissionError("sandbox: signalling other processes is "
+                            "disabled")
     if event == "open":
       path, mode, flags = args
       writes = (isinstance_(mode, str_) and not write_modes.isdisjoint(mode)

@@ -51,6 +51,12 @@ _MAX_SLOTS = 1024
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
               "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0",
               "PYTHONIOENCODING": "utf-8"}
+# The sandbox's interpreter: isolated mode (-I) but for -E, which would
+# ignore PYTHONHASHSEED and so vary str hashes (set order) from run to run;
+# the environment is _CLEAN_ENV anyway. -P (no script dir on sys.path, where
+# rewards/math.py would shadow `math`) is Python 3.11+; 3.10 keeps -I.
+_FLAGS = (("-s", "-P") if sys.version_info >= (3, 11) else ("-I",)) + (
+    "-S", "-B")
 # Start-up (interpreter, namespaces) is not charged to the program.
 _STARTUP_GRACE_S = 1.0
 
@@ -212,7 +218,7 @@ def _run_in_slot(program: str, tests: str, cfg: Limits, slot: int) -> Result:
     if uid is not None:
       os.chown(host_dir, uid, uid)
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-B", _CHILD], stdin=subprocess.PIPE,
+        [sys.executable, *_FLAGS, _CHILD], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_CLEAN_ENV,
         cwd=host_dir, pass_fds=(status_w,), start_new_session=True,
         close_fds=True)

@@ -22,8 +22,9 @@ MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600),
 MBPP_SHOT_IDS = (2, 3, 4)
 
 _DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.M)
-_FENCE = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)```",
-                    re.S)
+# Any info string (`python`, `py3`, `bash`): each opening fence is paired
+# with its own closing one.
+_FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 
 
 def extract_code(response: str) -> str:
