@@ -58,6 +58,10 @@ class RunCheckpoints:
             max_to_keep=1, best_fn=lambda m: m["train_reward"],
             best_mode="max", enable_async_checkpointing=async_save,
             create=True,
+            # A step without its metrics is what a run killed while Orbax
+            # deleted it left (every step saved here has them): Orbax's
+            # default would keep it for good.
+            keep_checkpoints_without_metrics=False,
             # Both managers save the same steps; under several processes
             # their barriers (named by step) must not collide.
             multiprocessing_options=ocp.options.MultiprocessingOptions(

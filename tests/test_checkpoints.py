@@ -615,3 +615,24 @@ def test_convert_command(tmp_path, capsys):
   assert "max |logits difference| on 8 tokens = 0" in capsys.readouterr().out
   assert checkpoints.load_model(f"hf:{out}").config == models.get_preset(
       "tiny-llama")
+
+
+def test_a_best_step_left_without_its_metrics_is_not_kept(tmp_path):
+  """A run killed while Orbax deleted a worse best step leaves that step
+  without its metrics; the next save to checkpoints_best/ removes it
+  (Orbax's default keeps such a step for good)."""
+  from score_jax import run_state  # pylint: disable=g-import-not-at-top
+  state, ref = {"w": jax.numpy.ones(3)}, {"w": jax.numpy.zeros(3)}
+  runs = run_state.RunCheckpoints(str(tmp_path), keep=2, async_save=False,
+                                  meta={"model_spec": "test"})
+  runs.save(2, state, ref, 0.5)
+  best = tmp_path / "checkpoints_best"
+  shutil.copytree(best / "2", best / "1")
+  shutil.rmtree(best / "1" / "metrics")  # what the kill left
+  runs.close()
+  runs = run_state.RunCheckpoints(str(tmp_path), keep=2, async_save=False,
+                                  meta={"model_spec": "test"})
+  runs.save(4, state, ref, 0.7)
+  runs.wait()
+  runs.close()
+  assert sorted(os.listdir(best)) == ["4"]
