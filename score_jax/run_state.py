@@ -9,9 +9,11 @@ calls save and restore (each writes and reads its own shards of the arrays).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 from absl import logging
 import jax
@@ -22,6 +24,33 @@ import orbax.checkpoint as ocp
 # holds: a run may restore another's weights under a different remat policy
 # or compute dtype (e.g. remat to fit a smaller machine).
 _COMPUTE_ONLY = ("remat_policy", "dtype", "output_vocab")
+
+
+LOCK = ".lock"  # under a workdir, held while a run trains there
+
+
+def lock_workdir(workdir: str) -> Optional[TextIO]:
+  """Locks `workdir` for one training run (flock on its LOCK file) and
+  returns the open file, which holds the lock until it is closed or its
+  process dies (SIGKILL included). A second run on the same workdir, e.g.
+  a job restarted while its first instance still runs, is refused: both
+  would write the same checkpoints and metrics. None, with a warning,
+  where the file system has no locks."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK)
+  f = open(path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    f.close()
+    if e.errno not in (errno.EAGAIN, errno.EACCES):
+      logging.warning("%s: no lock (%s); make sure no other run trains in "
+                      "this workdir", path, e)
+      return None
+    raise ValueError(
+        f"{workdir} is in use: another training run holds {path}. Stop it "
+        "first, or use another --workdir") from None
+  return f
 
 
 def _abstract(tree: Any, shardings: Any) -> Any:

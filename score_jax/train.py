@@ -224,6 +224,7 @@ class Trainer:
     # killed attempt (metrics.jsonl is cut back the same way): set in run().
     self._tb_purge_step: Optional[int] = None
     self._start: Optional[tuple[int, bool]] = None
+    self._lock = None  # the workdir's, from restore() to close()
     self.check_memory()
 
   def check_memory(self) -> None:
@@ -563,6 +564,8 @@ class Trainer:
     Once per run: `run` calls it unless it was called before."""
     if self._start is not None:
       return self._start
+    if self.main:
+      self._lock = run_state.lock_workdir(self.workdir)
     self._start = self._restore()
     return self._start
 
@@ -740,6 +743,9 @@ class Trainer:
     self.checkpoints.close()
     if self._writer is not None:
       self._writer.close()
+    if self._lock is not None:
+      self._lock.close()  # the workdir's lock (run_state.lock_workdir)
+      self._lock = None
 
 
 # The report's mean edit-distance ratio between the first two turns.

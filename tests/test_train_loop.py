@@ -218,16 +218,39 @@ def test_start_from_a_workdir_keeps_the_step_it_first_resolved(smoke_run,
   config = smoke_config()
   config.start_from = str(other)
   run = tmp_path / "run"
+
+  def start():
+    trainer = train_lib.Trainer(config, str(run))
+    try:
+      return trainer.restore()
+    finally:
+      trainer.close()
   # The first attempt resolves and records step 8, then is killed.
-  assert train_lib.Trainer(config, str(run)).restore() == (8, True)
+  assert start() == (8, True)
   shutil.copytree(source / "checkpoints" / "10", other / "checkpoints" / "10")
-  assert train_lib.Trainer(config, str(run)).restore() == (8, True)
+  assert start() == (8, True)
   # Another start_from is resolved afresh.
   config.start_from = str(other / "checkpoints")
-  assert train_lib.Trainer(config, str(run)).restore() == (10, True)
+  assert start() == (10, True)
   shutil.rmtree(other / "checkpoints" / "10")
   with pytest.raises(ValueError, match="first attempt started from"):
-    train_lib.Trainer(config, str(run)).restore()
+    start()
+
+
+def test_two_runs_never_train_in_one_workdir(tmp_path):
+  """A second run on a workdir in use (a job restarted while its first
+  instance still runs) is refused; the lock goes with the first run."""
+  config = smoke_config()
+  config.schedule = "sft:1"
+  first = train_lib.Trainer(config, str(tmp_path))
+  first.restore()
+  second = train_lib.Trainer(config, str(tmp_path))
+  with pytest.raises(ValueError, match="is in use: another training run "
+                     "holds"):
+    second.restore()
+  first.close()
+  assert second.restore() == (0, True)
+  second.close()
 
 
 def test_start_from_bad_paths_are_named(smoke_run, tmp_path):
