@@ -86,9 +86,12 @@ def test_full_math_answers_from_boxed_and_exclusion_is_logged(caplog):
   same = get_task("math", test_path=_data("math_test.jsonl"),
                   exclude_path=math500, seed=None)
   assert len(same.problems("test")) == 4500
-  # Training on the excluded file itself leaves nothing to train on.
+  # Training on the excluded file itself leaves nothing to train on: an
+  # error that says why.
   train_on_it = get_task("math", train_path=math500, exclude_path=math500)
-  assert not train_on_it.problems("train")
+  with pytest.raises(ValueError, match="no problem kept; skipped 500 rows: "
+                     "500 listed in exclude_path"):
+    train_on_it.problems("train")
 
 
 def test_bad_rows_are_counted_and_logged(tmp_path, caplog):
@@ -152,6 +155,31 @@ def test_mbpp_duplicate_task_ids_are_counted_not_overwritten(tmp_path,
     problems = task.problems("test")
   assert len(problems) == 1 and "Write f." in problems[0].prompt
   assert "1 duplicate task_id (the first is kept)" in caplog.text
+
+
+def test_mbpp_file_errors_name_the_cause(tmp_path):
+  """A misnamed field drops every row: the error says which field, not only
+  that the few-shot tasks are missing. A JSON array with a byte-order mark
+  loads; a test_imports that is not a list of str is a skipped row."""
+  row = {"task_id": 2, "text": "Write f.", "code": "def f(): return 1",
+         "test_list": ["assert f() == 1"]}
+  path = tmp_path / "mbpp.jsonl"
+  path.write_text(json.dumps({**row, "tests": row["test_list"],
+                              "test_list": None}) + "\n")
+  with pytest.raises(ValueError, match=r"few-shot task ids \[2\] not in .*"
+                     r"1 missing test_list"):
+    get_task("mbpp", path=str(path), shot_ids=(2,)).problems("prompt")
+  with pytest.raises(ValueError, match="no problem kept; skipped 1 rows: 1 "
+                     "missing test_list"):
+    get_task("mbpp", path=str(path), shot_ids=()).problems("prompt")
+  array = tmp_path / "bom.json"
+  array.write_text("\ufeff" + json.dumps([row]), encoding="utf-8")
+  problems = get_task("mbpp", path=str(array), seed=None,
+                      shot_ids=()).problems("prompt")
+  assert [p.id for p in problems] == ["mbpp/2"]
+  path.write_text(json.dumps({**row, "test_imports": "import math"}) + "\n")
+  with pytest.raises(ValueError, match="1 test_imports not a list of str"):
+    get_task("mbpp", path=str(path), shot_ids=()).problems("prompt")
 
 
 def test_mbpp_prompt_splits_and_rewards():

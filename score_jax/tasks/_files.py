@@ -13,7 +13,7 @@ def read_records(path: str, skips) -> list:
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"dataset file not found: {path}")
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not data
     text = f.read()
   if text.lstrip().startswith("["):
     try:

@@ -146,11 +146,19 @@ class SkipLog:
   def total(self) -> int:
     return sum(self.counts.values())
 
+  def details(self) -> str:
+    """`N reason (first: where)` of each reason, or '' when none."""
+    return "; ".join(f"{n} {reason} (first: {self.examples[reason]})"
+                     for reason, n in sorted(self.counts.items()))
+
   def report(self, kept: int):
+    """Logs the count kept and the rows skipped. No problem kept while rows
+    were skipped is an error naming why (a misnamed field drops them all)."""
     if not self.counts:
       logging.info("%s: %d problems", self.source, kept)
       return
-    details = "; ".join(f"{n} {reason} (first: {self.examples[reason]})"
-                        for reason, n in sorted(self.counts.items()))
+    if not kept:
+      raise ValueError(f"{self.source}: no problem kept; skipped "
+                       f"{self.total} rows: {self.details()}")
     logging.warning("%s: kept %d problems, skipped %d rows: %s", self.source,
-                    kept, self.total, details)
+                    kept, self.total, self.details())

@@ -110,6 +110,11 @@ class MbppTask(_CodeTask):
         skips.skip(where, "missing test_list")
       elif not isinstance(row.get("code"), str):
         skips.skip(where, "missing reference code")
+      elif not (isinstance(row.get("test_imports") or [], list) and all(
+          isinstance(t, str) for t in row.get("test_imports") or [])):
+        skips.skip(where, "test_imports not a list of str")
+      elif not isinstance(row.get("test_setup_code") or "", str):
+        skips.skip(where, "test_setup_code not a str")
       elif row["task_id"] in rows:
         skips.skip(where, "duplicate task_id (the first is kept)")
       else:
@@ -123,7 +128,9 @@ class MbppTask(_CodeTask):
     rows, skips = self._rows()
     missing = [i for i in self.shot_ids if i not in rows]
     if missing:
-      raise ValueError(f"mbpp: few-shot task ids {missing} not in {self.path}")
+      skipped = f" (skipped rows: {skips.details()})" if skips.total else ""
+      raise ValueError(f"mbpp: few-shot task ids {missing} not in "
+                       f"{self.path}{skipped}")
     shots = "".join(prompts.MBPP_SHOT.format(
         text=_text(rows[i]), tests="\n".join(rows[i]["test_list"]),
         code=_clean(rows[i]["code"])) for i in self.shot_ids)
