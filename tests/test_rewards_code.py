@@ -694,6 +694,33 @@ def test_basic_isolation_guard_blocks_signals_to_other_processes():
     other.wait()
 
 
+def test_slot_uids_only_where_the_user_namespace_maps_them(tmp_path,
+                                                          monkeypatch):
+  """Root in a rootless container (uid 0 mapped to one host uid) cannot
+  chown to a slot uid (EINVAL): the program keeps the host's uid there."""
+  uid_map = tmp_path / "uid_map"
+  monkeypatch.setattr(code, "_UID_MAP", str(uid_map))
+  monkeypatch.setattr(code.os, "geteuid", lambda: 0)
+  for text, mapped in (("0 0 4294967295\n", True), ("0 1000 1\n", False),
+                       ("0 100000 65536\n", False)):
+    uid_map.write_text(text)
+    code._slot_uids_mapped.cache_clear()  # pylint: disable=protected-access
+    assert (code._slot_uid(3) is not None) == mapped, text  # pylint: disable=protected-access
+  code._slot_uids_mapped.cache_clear()  # pylint: disable=protected-access
+  # The real thing, where the kernel lets us make such a namespace.
+  probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"],
+                         capture_output=True, check=False)
+  if probe.returncode != 0:
+    pytest.skip(f"no user namespaces here: {probe.stderr!r}")
+  script = ("from score_jax.rewards import code\n"
+            "print(code.run_program('x = 1', 'assert x == 1').reason, "
+            "code.run_program('x = 1', 'assert x == 2').reason)")
+  out = subprocess.run(["unshare", "--user", "--map-root-user",
+                        sys.executable, "-c", script], capture_output=True,
+                       text=True, timeout=120, check=False)
+  assert out.stdout.split() == ["passed", "failed"], out.stderr[-2000:]
+
+
 def test_string_hashes_are_the_same_every_run():
   """PYTHONHASHSEED holds in the sandbox: a program whose result depends on
   set order gets the same reward every run (and on a resumed run)."""

@@ -26,6 +26,7 @@ Public API:
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import queue
@@ -191,8 +192,28 @@ def _run(program: str, tests: str, cfg: Limits) -> Result:
     _SLOTS.release(slot)
 
 
+_UID_MAP = "/proc/self/uid_map"
+
+
+@functools.lru_cache(maxsize=None)
+def _slot_uids_mapped() -> bool:
+  """Whether this user namespace maps the slot uids: root in a rootless
+  container (`0 1000 1`) cannot chown to them (EINVAL)."""
+  lo, hi = _UID_BASE, _UID_BASE + 65536 * _MAX_SLOTS
+  try:
+    with open(_UID_MAP, encoding="ascii") as f:
+      ranges = [tuple(map(int, line.split()[:3])) for line in f
+                if line.strip()]
+  except (OSError, ValueError):
+    return True  # no user namespaces: the host's uids are all there are
+  return any(inside <= lo and hi <= inside + count
+             for inside, _, count in ranges)
+
+
 def _slot_uid(slot: int) -> Optional[int]:
-  if os.geteuid() != 0:
+  """The uid the program of `slot` runs as: its own where the host is root
+  and can give it one, else None (it keeps the host's uid)."""
+  if os.geteuid() != 0 or not _slot_uids_mapped():
     return None
   return _UID_BASE + (os.getpid() % 65536) * _MAX_SLOTS + slot
 
