@@ -1,5 +1,6 @@
 """Task registry, loaders, prompts, splits and rewards on real data."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -247,6 +248,16 @@ def test_extract_code_takes_the_answer_not_what_follows_it():
   assert extract_code(f"Here:\n```python\n{answer}\n```\nUsage:\n"
                       "```python\nprint(f(1))\n```") == answer + "\n"
   assert extract_code("```python\nprint(1)\n```") == "print(1)\n"
+  # A block of tests after the answer: the block that defines the function
+  # the task's tests call is the answer (MBPP: from its asserts).
+  with_tests = (f"```python\n{answer}\n```\nTests:\n```python\n"
+                "def test_f():\n  assert f(1) == 1\n```")
+  assert extract_code(with_tests) == "def test_f():\n  assert f(1) == 1\n"
+  assert extract_code(with_tests, ("f",)) == answer + "\n"
+  mbpp = get_task("mbpp", path=_data("mbpp.jsonl"), seed=None)
+  problem = dataclasses.replace(mbpp.problems("prompt")[0], reference={
+      "tests": "assert f(1) == 1\n"})
+  assert mbpp.program(problem, with_tests) == answer + "\n"
   # Any language tag; a shell block before the answer keeps its own fences.
   assert extract_code(f"```py3\n{answer}\n```") == answer + "\n"
   assert extract_code(f"Run:\n```bash\npython f.py\n```\nCode:\n"

@@ -9,8 +9,9 @@ The reward is 1.0 when every test passes.
 """
 
 import ast
+import functools
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 from score_jax.rewards import code as code_reward
 from score_jax.tasks import _files
@@ -27,21 +28,25 @@ _DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s", re.M)
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 
 
-def extract_code(response: str) -> str:
+def extract_code(response: str, tested: Sequence[str] = ()) -> str:
   """The program in a response: up to the first [DONE] (after a [BEGIN]
-  there, if any), and in that the last fenced code block that defines
-  something (else the last one), else the text itself.
+  there, if any), and in that the last fenced code block that defines one
+  of the `tested` functions (else the last that defines something, else
+  the last one), else the text itself.
 
   Sampling stops on token ids, not on the text `[DONE]`: a model may go on
   to write the next few-shot task, whose code must not replace the answer;
-  nor may an example-usage block after the answer's."""
+  nor may an example-usage block or a block of tests after the answer's."""
   text = response.split("[DONE]", 1)[0]
   if "[BEGIN]" in text:
     text = text.rsplit("[BEGIN]", 1)[1]
   blocks = _FENCE.findall(text)
   if blocks:
     defining = [b for b in blocks if _DEFINES.search(b)]
-    return (defining or blocks)[-1]
+    answers = [b for b in defining if any(
+        re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", b,
+                  re.M) for name in tested)]
+    return (answers or defining or blocks)[-1]
   if text.lstrip().startswith("```"):  # An unterminated fence.
     text = text.lstrip()[3:].split("\n", 1)[-1]
   return text.strip("\n")
@@ -57,7 +62,7 @@ class _CodeTask(Task):
     self.timeout_s, self.workers, self.memory_mb = timeout_s, workers, memory_mb
 
   def program(self, problem: Problem, response: str) -> str:
-    return extract_code(response)
+    return extract_code(response, _called(problem.reference["tests"]))
 
   def reward(self, problem, response) -> float:
     result = code_reward.run_program(
@@ -171,6 +176,18 @@ def _helpers(prompt: str, entry: str) -> str:
   return ast.unparse(tree) + "\n" if tree.body else ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _called(tests: str) -> tuple[str, ...]:
+  """Names of the functions `tests` call (`assert f(1) == 2`: f)."""
+  try:
+    tree = ast.parse(tests)
+  except SyntaxError:
+    return ()
+  return tuple(sorted({node.func.id for node in ast.walk(tree)
+                       if isinstance(node, ast.Call)
+                       and isinstance(node.func, ast.Name)}))
+
+
 def _text(row) -> str:
   return row.get("text", row.get("prompt")).strip()
 
@@ -224,8 +241,8 @@ class HumanEvalTask(_CodeTask):
     """The prompt, then the response: a whole function (which redefines the
     prompt's docstring-only one; the prompt's imports and helpers stay) or
     the body that completes the prompt's."""
-    code = extract_code(response)
     entry = problem.reference["entry_point"]
+    code = extract_code(response, (entry,))
     if re.search(rf"^\s*def\s+{re.escape(entry)}\s*\(", code, re.M):
       return problem.reference["prompt"] + "\n" + code
     return problem.reference["prompt"] + code
