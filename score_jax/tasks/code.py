@@ -31,8 +31,8 @@ _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 def extract_code(response: str, tested: Sequence[str] = ()) -> str:
   """The program in a response: up to the first [DONE] (after a [BEGIN]
   there, if any), and in that the last fenced code block that defines one
-  of the `tested` functions (else the last that defines something, else
-  the last one), else the text itself.
+  of the `tested` functions or classes (else the last that defines
+  something, else the last one), else the text itself.
 
   Sampling stops on token ids, not on the text `[DONE]`: a model may go on
   to write the next few-shot task, whose code must not replace the answer;
@@ -44,8 +44,8 @@ def extract_code(response: str, tested: Sequence[str] = ()) -> str:
   if blocks:
     defining = [b for b in blocks if _DEFINES.search(b)]
     answers = [b for b in defining if any(
-        re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", b,
-                  re.M) for name in tested)]
+        re.search(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(name)}\b",
+                  b, re.M) for name in tested)]
     return (answers or defining or blocks)[-1]
   if text.lstrip().startswith("```"):  # An unterminated fence.
     text = text.lstrip()[3:].split("\n", 1)[-1]
