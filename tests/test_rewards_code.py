@@ -721,6 +721,18 @@ def test_slot_uids_only_where_the_user_namespace_maps_them(tmp_path,
   assert out.stdout.split() == ["passed", "failed"], out.stderr[-2000:]
 
 
+def test_a_main_block_does_not_run():
+  """A correct answer followed by `if __name__ == "__main__":` demo code
+  (unittest.main() exits, input() finds no stdin) passes, as in the
+  reference harnesses; classes it defines still work."""
+  program = ("import dataclasses\n@dataclasses.dataclass\nclass P:\n"
+             "  x: int\n\ndef f(a):\n  return P(a).x\n\n"
+             "if __name__ == '__main__':\n  import unittest\n"
+             "  print(input())\n  unittest.main()\n")
+  r = code.run_program(program, "assert f(2) == 2\n")
+  assert r.passed, r
+
+
 def test_string_hashes_are_the_same_every_run():
   """PYTHONHASHSEED holds in the sandbox: a program whose result depends on
   set order gets the same reward every run (and on a resumed run)."""

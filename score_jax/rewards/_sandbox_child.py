@@ -1039,7 +1039,10 @@ def _program_process(cfg, work_dir: str, drop_uid: bool, wire: _Wire):
   _install_guard(work_dir, forbid_processes=(
       not drop_uid and cfg.get("uid") is not None))
   sys.setrecursionlimit(int(cfg["recursion_limit"]))
-  namespace = {"__name__": "__main__", "__builtins__": builtins}
+  # Not "__main__": a program's `if __name__ == "__main__":` block (a demo,
+  # `unittest.main()`, an `input()`) does not run, as in the reference
+  # harnesses, which exec a program without that name.
+  namespace = {"__name__": "program", "__builtins__": builtins}
   try:
     program = compile(cfg["program"], "<program>", "exec")
   except (SyntaxError, ValueError) as e:
