@@ -330,6 +330,17 @@ def validate(config: ml_collections.ConfigDict) -> list[Stage]:
                      f"sft.batch_size={config.sft.batch_size}")
   if names & set(RL_STAGES):
     advantages.check_micro_batches(config.loss.advantage, micro)
+    if config.loss.advantage == "rloo" and r.samples_per_prompt < 2:
+      raise ValueError(
+          f"config.loss.advantage='rloo' needs rollout.samples_per_prompt >= "
+          f"2 (each sample's baseline is the others'), got "
+          f"{r.samples_per_prompt}; or use advantage 'mean' or 'none'")
+    if r.temperature <= 0:
+      raise ValueError(
+          f"config.rollout.temperature={r.temperature}: the RL stages "
+          f"({', '.join(sorted(names & set(RL_STAGES)))}) need sampling "
+          "(temperature > 0); greedy rollouts make a prompt's samples "
+          "identical, so their advantages are all zero")
   if config.task.positions not in POSITIONS:
     raise ValueError(f"config.task.positions={config.task.positions!r}: "
                      f"expected one of {', '.join(POSITIONS)}")

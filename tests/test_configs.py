@@ -211,6 +211,11 @@ def test_bad_warm_start_turn2_options_are_named(field, value):
     ("stage2:2", {"eval.batch_size": 0}, r"eval.batch_size=0: expected"),
     ("stage1:2", {"loss.kl_gradient": "turn"},
      r"kl_gradient='turn' is unknown; expected one of: token, sequence"),
+    # Found at the first RL step, after the warm start, before.
+    ("sft:2,stage1:2", {"rollout.samples_per_prompt": 1},
+     r"advantage='rloo' needs rollout.samples_per_prompt >= 2"),
+    ("sft:2,stage1:2", {"rollout.temperature": 0.0},
+     r"temperature=0.0: the RL stages \(stage1\) need sampling"),
 ])
 def test_bad_step_and_checkpoint_settings_are_named_before_the_run(
     schedule, overrides, message):
