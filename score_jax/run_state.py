@@ -99,10 +99,16 @@ class RunCheckpoints:
   def latest_step(self) -> Optional[int]:
     return self.latest.latest_step()
 
+  def stored_meta(self, step: int,
+                  source: Optional[ocp.CheckpointManager] = None
+                  ) -> dict[str, Any]:
+    """The meta JSON saved with `step` (of this run, or of `source`)."""
+    return (source or self.latest).restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
   def check_meta(self, step: int,
                  source: Optional[ocp.CheckpointManager] = None) -> None:
-    stored = (source or self.latest).restore(
-        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    stored = self.stored_meta(step, source)
     want = json.loads(json.dumps(self.meta))  # tuples as JSON lists
     for key in ("model_spec", "model_config"):
       old, new = stored.get(key), want.get(key)
@@ -126,11 +132,12 @@ class RunCheckpoints:
           f"differs: {what}). Use a new --workdir or the original config.")
 
   def save(self, step: int, state: Any, ref_params: Any,
-           train_reward: Optional[float]) -> None:
+           train_reward: Optional[float], reference_step: int = 0) -> None:
     """Saves `step` to checkpoints/ and offers it to checkpoints_best/. The
     latest checkpoint's meta keeps the training reward, so a run killed
-    between the two saves offers it again when it resumes (`offer_best`)."""
-    meta = dict(self.meta)
+    between the two saves offers it again when it resumes (`offer_best`),
+    and the step whose policy `ref_params` is (0: the initial model)."""
+    meta = {**self.meta, "reference_step": int(reference_step)}
     if train_reward is not None:
       meta["train_reward"] = float(train_reward)
     args = _save_args(state, ref_params, meta)

@@ -580,6 +580,8 @@ class Trainer:
       self.checkpoints.check_meta(step)  # another model: the first thing said
       self.check_resumed_config(step)
     try:
+      if source is not None:
+        self._check_start_reference(step, source)
       self.state, self.ref_params = self.checkpoints.restore(
           step, self.state, self.state_shardings, self.ref_params,
           self.param_shardings, source)
@@ -593,6 +595,22 @@ class Trainer:
                        f"schedule's end ({self.total_steps} steps)")
     self.truncate_metrics(step)
     return step, source is not None
+
+  def _check_start_reference(self, step: int, source) -> None:
+    """A fresh run from another run's checkpoint at `step` past this
+    schedule's RL start keeps that checkpoint's reference: refused where it
+    is still the initial model (the other run had not started RL there),
+    which this schedule's RL stages would hold the policy to."""
+    want = self.reference_step(step)
+    stored = self.checkpoints.stored_meta(step, source).get("reference_step")
+    if want and stored == 0:  # None: written before the field existed
+      raise ValueError(
+          f"config.start_from: its step {step} lies past the start of this "
+          f"schedule's first RL stage (step {want}), where the reference is "
+          "taken, but its run had not started RL: its reference is the "
+          "initial model. Start from the step where this schedule's RL "
+          "begins, or make the warm start end at that checkpoint's step "
+          f"(e.g. sft:{step})")
 
   def _open_start(self):
     """run_state.open_start of config.start_from, at the step this run's
@@ -713,12 +731,24 @@ class Trainer:
           # tensorboardX buffers events: a run killed after this save
           # resumes past the steps still in its buffer.
           self._writer.flush()
-        self.checkpoints.save(done, self.state, self.ref_params, reward)
+        self.checkpoints.save(done, self.state, self.ref_params, reward,
+                              self.reference_step(done))
         last_reward = []
     bar.close()
     self.checkpoints.wait()
     self.write_plots()
     return results
+
+  def reference_step(self, step: int) -> int:
+    """The step whose policy is the reference of a checkpoint at `step`
+    (after steps 0 .. step - 1): the first RL stage's start once it has run,
+    where only supervised stages come before it (run() takes the reference
+    there), else 0 (the initial model)."""
+    for stage in self.stages:
+      if stage.name not in configs_lib.SFT_STAGES:
+        taken = self._first_rl(stage) and stage.start < step
+        return stage.start if taken else 0
+    return 0
 
   def _first_rl(self, stage: configs_lib.Stage) -> bool:
     """True if `stage` is the first RL stage and warm start preceded it."""

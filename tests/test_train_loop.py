@@ -237,6 +237,33 @@ def test_start_from_a_workdir_keeps_the_step_it_first_resolved(smoke_run,
     start()
 
 
+def test_start_from_past_the_rl_start_needs_a_taken_reference(smoke_run,
+                                                              tmp_path):
+  """The reference is the policy where the first RL stage starts after the
+  warm start. A fresh run from a warm-start-only checkpoint at step 2 whose
+  schedule starts RL at step 1 would keep the initial model as reference:
+  refused. From an RL checkpoint (smoke: RL from step 4) at step 8 it is
+  the run's own."""
+  source = tmp_path / "warm"
+  config = smoke_config()
+  config.schedule, config.checkpoint.every = "sft:2", 2
+  config.log.samples_every = 0
+  train_lib.train(config, str(source))
+  config = smoke_config()
+  config.schedule = "sft:1,stage1:3"
+  config.start_from = str(source / "checkpoints" / "2")
+  with pytest.raises(ValueError, match=r"its step 2 lies past the start of "
+                     r"this schedule's first RL stage \(step 1\).*sft:2"):
+    train_lib.train(config, str(tmp_path / "fork"))
+  config.schedule = "sft:2,stage1:2"  # RL starts at the checkpoint: fine
+  trainer = train_lib.Trainer(config, str(tmp_path / "ok"))
+  assert trainer.restore() == (2, True)
+  trainer.close()
+  meta = json.loads((smoke_run[0] / "checkpoints" / "8" / "meta" /
+                     "metadata").read_text())
+  assert meta["reference_step"] == 4
+
+
 def test_two_runs_never_train_in_one_workdir(tmp_path):
   """A second run on a workdir in use (a job restarted while its first
   instance still runs) is refused; the lock goes with the first run."""
