@@ -1,4 +1,5 @@
-"""The sampler under a mesh of 8 simulated devices equals one device."""
+"""The sampler under a mesh of 8 simulated devices equals one device,
+greedy and sampling."""
 
 import jax
 import numpy as np
@@ -9,16 +10,24 @@ from score_jax import models, sampling, sharding
 PROMPTS = [[5, 17, 33, 9], [40, 41], [7, 8, 9, 10, 11, 3], [200, 3, 4]]
 
 
+# Greedy, and sampling with every truncation: each row draws from its own
+# key, so the draws do not depend on how the batch is split either.
+SAMPLERS = {"greedy": sampling.SamplingConfig(greedy=True),
+            "sampled": sampling.SamplingConfig(temperature=1.0, top_k=50,
+                                               top_p=0.9)}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,mesh_shape", [("tiny-llama", (2, 2, 2)),
-                                               ("tiny-gemma3", (1, 4, 2))])
-def test_sharded_greedy_equals_single_device(preset, mesh_shape):
+@pytest.mark.parametrize("preset,mesh_shape,sampler", [
+    ("tiny-llama", (2, 2, 2), "greedy"), ("tiny-gemma3", (1, 4, 2), "greedy"),
+    ("tiny-llama", (2, 2, 2), "sampled")])
+def test_sharded_rollout_equals_single_device(preset, mesh_shape, sampler):
   if jax.device_count() < 8:
     pytest.skip("needs 8 devices (XLA_FLAGS from tests/conftest.py)")
   config = models.get_preset(preset)
   kw = dict(followup_ids=[3, 4], samples_per_prompt=2, max_new_tokens=[6, 5],
             stop_ids=list(range(0, 256, 23)), rng=jax.random.key(1),
-            end_of_turn_id=250, sampling=sampling.SamplingConfig(greedy=True))
+            end_of_turn_id=250, sampling=SAMPLERS[sampler])
   single = sampling.rollout(config, models.init_params(config,
                                                        jax.random.key(0)),
                             PROMPTS, **kw)
