@@ -154,9 +154,11 @@ cmd_run() {
   # lets `stop` end exactly this process. pip's user scripts live in
   # ~/.local/bin, which non-interactive ssh shells leave off PATH.
   # Only the nohup command goes to the background (not a `cd && ...` list,
-  # whose subshell would keep ssh's stdout open and own the pid).
+  # whose subshell would keep ssh's stdout open and own the pid). The log is
+  # appended to: a run started again after a preemption resumes, and the
+  # interrupted attempt's log stays above its own.
   local guard="if [ -f ${REMOTE_PID} ] && kill -0 \$(cat ${REMOTE_PID}) 2>/dev/null; then echo \"a run is going on \$(hostname); stop it first\" >&2; exit 1; fi"
-  on_workers all "${guard}; export PATH=\"\$HOME/.local/bin:\$PATH\"; cd ${REMOTE_DIR} || exit 1; nohup ${quoted} > ${REMOTE_LOG} 2>&1 < /dev/null & echo \$! > ${REMOTE_PID}"
+  on_workers all "${guard}; export PATH=\"\$HOME/.local/bin:\$PATH\"; cd ${REMOTE_DIR} || exit 1; nohup ${quoted} >> ${REMOTE_LOG} 2>&1 < /dev/null & echo \$! > ${REMOTE_PID}"
 }
 
 cmd_logs() {

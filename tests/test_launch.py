@@ -102,7 +102,7 @@ def test_dry_run_run_logs_stop():
       "$(hostname); stop it first\" >&2; exit 1; fi; "
       'export PATH="$HOME/.local/bin:$PATH"; cd $HOME/score_jax || '
       "exit 1; nohup score-jax train --config=configs/smoke.py "
-      "--workdir=gs://bucket/run1 --config.train.steps=3 > "
+      "--workdir=gs://bucket/run1 --config.train.steps=3 >> "
       "$HOME/score-jax.log 2>&1 < /dev/null & echo $! > $HOME/score-jax.pid")]
   assert _argvs(_sh(*BASE, "--worker=3", "--follow", "--dry-run", "logs")) == [
       _ssh("3", "tail -n 200 -F $HOME/score-jax.log")]

@@ -195,6 +195,13 @@ def test_cli_prints_a_plan_and_a_clear_error():
   bad = subprocess.run(cmd + ["--mesh=v9-1024"], env=env, capture_output=True,
                        text=True)
   assert bad.returncode != 0 and "v9-1024" in bad.stderr + bad.stdout
+  # A paper config's model is a required override: named, no traceback.
+  unset = subprocess.run(
+      [*cmd[:-1], "--config=" + os.path.join(ROOT, "configs", "score_math.py"),
+       "--mesh=v5p-128"], env=env, capture_output=True, text=True)
+  assert unset.returncode == 2, unset.stderr[-2000:]
+  assert "config.model.spec is unset" in unset.stderr
+  assert "Traceback" not in unset.stderr
 
 
 def test_cpu_devices_share_the_hosts_available_memory():

@@ -53,6 +53,9 @@ def _model_config(config, preset):
   if preset:
     return models.get_preset(preset).replace(**dtypes)
   spec = config.model.spec
+  if spec is None:  # a paper config's required override (a real model)
+    commands.fail("plan", "config.model.spec is unset; pass --model=<preset> "
+                  "to plan for a model's size (e.g. --model=gemma-2b)")
   if not spec.startswith("preset:"):
     commands.fail("plan", f"config.model.spec={spec!r} is not a 'preset:' "
                   "spec; pass --model=<preset> to plan for its size")
