@@ -120,6 +120,30 @@ def detect_cluster(environ: Mapping[str, str],
   return None
 
 
+# A cluster's own process count and index, by the name detect_cluster gives.
+_CLUSTER_COUNTS = {"slurm": ("SLURM_NTASKS", "SLURM_PROCID"),
+                   "ompi": ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK")}
+
+
+def _check_against_cluster(cluster: Optional[str],
+                           environ: Mapping[str, str],
+                           num_processes: Optional[int],
+                           process_id: Optional[int]) -> None:
+  """Flags that contradict the SLURM / Open MPI job they run in are an
+  error: the processes would wait for ones that never come, or (with
+  --num_processes=1) each train alone on the same workdir."""
+  if cluster not in _CLUSTER_COUNTS:
+    return  # a TPU slice's are read from its metadata, or none
+  size_var, rank_var = _CLUSTER_COUNTS[cluster]
+  for flag, value, var in (("num_processes", num_processes, size_var),
+                           ("process_id", process_id, rank_var)):
+    if value is not None and var in environ and (
+        _int_env(environ, var) != value):
+      raise ValueError(f"--{flag}={value} contradicts {var}={environ[var]} "
+                       f"of this {cluster} job; drop the flag to take the "
+                       "job's")
+
+
 def parse_address(address: str) -> tuple[str, int]:
   """Splits 'host:port' (or '[ipv6]:port') into (host, port); clear errors."""
   match = _ADDRESS.match(address.strip()) if isinstance(address, str) else None
@@ -169,13 +193,14 @@ def plan(coordinator_address: Optional[str] = None,
       raise ValueError(f"process_id {process_id} is out of range for "
                        f"num_processes={num_processes} (valid: 0.."
                        f"{num_processes - 1})")
+  cluster = detect_cluster(environ, has_tpu_chips)
+  _check_against_cluster(cluster, environ, num_processes, process_id)
   if num_processes == 1:
     return Plan("single", coordinator_address, 1, 0)
 
   given = (coordinator_address, num_processes, process_id)
   if all(v is not None for v in given):
     return Plan("flags", coordinator_address, num_processes, process_id)
-  cluster = detect_cluster(environ, has_tpu_chips)
   if cluster is not None:
     # Explicit values override what JAX would read from the cluster.
     return Plan(cluster, coordinator_address, num_processes, process_id)

@@ -65,6 +65,24 @@ def test_cluster_environments_are_detected():
       distributed.Plan("slurm", "node1:9999"))
 
 
+def test_flags_that_contradict_the_cluster_are_named():
+  """In a 2-task SLURM job (this task is 1), another process count or index
+  would leave processes waiting, or each training alone."""
+  for flags, message in (
+      (dict(num_processes=4), "--num_processes=4 contradicts SLURM_NTASKS=2"),
+      (dict(num_processes=1), "--num_processes=1 contradicts SLURM_NTASKS=2"),
+      (dict(num_processes=2, process_id=0),
+       "--process_id=0 contradicts SLURM_PROCID=1"),
+      (dict(coordinator_address="node1:9999", num_processes=2, process_id=0),
+       "--process_id=0 contradicts SLURM_PROCID=1")):
+    with pytest.raises(ValueError, match=message):
+      _plan(environ=_SLURM, **flags)
+  assert _plan(num_processes=2, process_id=1, environ=_SLURM) == (
+      distributed.Plan("slurm", None, 2, 1))
+  with pytest.raises(ValueError, match="OMPI_COMM_WORLD_SIZE"):
+    _plan(num_processes=3, environ=_OMPI)
+
+
 def test_single_task_clusters_are_single():
   assert _plan(environ={**_SLURM, "SLURM_NTASKS": "1"}).source == "single"
   assert _plan(environ={**_OMPI, "OMPI_COMM_WORLD_SIZE": "1"}).source == (
