@@ -605,7 +605,7 @@ def test_score_jax_load_model_and_preset():
     m.logits([[0, 256]])
 
 
-def test_convert_command(tmp_path, capsys):
+def test_convert_command(tmp_path, capsys, monkeypatch):
   from score_jax import cli  # pylint: disable=g-import-not-at-top
   out = tmp_path / "hf"
   with pytest.raises(SystemExit) as e:
@@ -615,6 +615,24 @@ def test_convert_command(tmp_path, capsys):
   assert "max |logits difference| on 8 tokens = 0" in capsys.readouterr().out
   assert checkpoints.load_model(f"hf:{out}").config == models.get_preset(
       "tiny-llama")
+  # A written copy whose logits differ is not left behind.
+  real = checkpoints.load_model
+
+  class Off:
+    def __init__(self, model):
+      self.model = model
+
+    def logits(self, ids):
+      return self.model.logits(ids) + 1.0
+
+  monkeypatch.setattr(checkpoints, "load_model", lambda spec, **kw: (
+      Off(real(spec, **kw)) if kw.get("tokenizer") is False else
+      real(spec, **kw)))
+  bad = tmp_path / "bad"
+  with pytest.raises(SystemExit, match="written copy differs .*; removed"):
+    cli.run(["score-jax", "convert", "--from=preset:tiny-llama",
+             f"--to=hf:{bad}"])
+  assert not bad.exists()
 
 
 def test_a_best_step_left_without_its_metrics_is_not_kept(tmp_path):

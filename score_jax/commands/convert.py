@@ -2,8 +2,11 @@
 
 Reads any checkpoint `load_model` reads (GGUF, HF, Gemma Flax, Orbax,
 preset, packaged short names) and writes it out; with --check, loads the
-written copy back and compares logits on a few tokens.
+written copy back and compares logits on a few tokens (a copy that differs
+is removed).
 """
+
+import shutil
 
 from absl import flags
 import numpy as np
@@ -48,4 +51,6 @@ def main(argv):
     diff = float(np.abs(back.logits(ids) - src.logits(ids)).max())
     print(f"check: max |logits difference| on 8 tokens = {diff:.3g}")
     if diff > 1e-4:
-      raise SystemExit(f"convert: written copy differs (max {diff:.3g})")
+      shutil.rmtree(out, ignore_errors=True)  # never leave a wrong copy
+      raise SystemExit(f"convert: written copy differs (max {diff:.3g}); "
+                       f"removed {out}")
