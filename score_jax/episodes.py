@@ -303,8 +303,9 @@ def pair_batch(episodes: Episodes, tokenizer, task: Task, k: int
   tokens = np.asarray(ro.tokens)
   masks = np.asarray(ro.turn_masks)
   r1 = episodes.rewards[0]
-  if k < 1 or len(episodes.rows) % k:
-    raise ValueError(f"pair_batch: {len(episodes.rows)} rows are not whole "
+  if k < 1 or len(episodes.rows) % k or episodes.start % k:
+    raise ValueError(f"pair_batch: rows [{episodes.start}, "
+                     f"{episodes.start + len(episodes.rows)}) are not whole "
                      f"groups of k={k} samples")
   instruction = tokenizer.followup_ids(task.correction_instruction)
   rows = []

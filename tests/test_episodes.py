@@ -1,5 +1,6 @@
 """Host-side batch building: packing, warm-start rows, STaR/Pair-SFT rows."""
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -227,6 +228,10 @@ def test_pair_sft_pairs_a_wrong_attempt_with_its_own_groups_answer():
   assert not batch["turn_masks"][:, 4:].any()
   with pytest.raises(ValueError, match="not whole groups of k=4"):
     episodes.pair_batch(eps, TOK, TASK, k=4)
+  # This process's block of a multi-process batch must start at a group.
+  with pytest.raises(ValueError, match=r"rows \[3, 9\) are not whole groups "
+                     "of k=2"):
+    episodes.pair_batch(dataclasses.replace(eps, start=3), TOK, TASK, k=2)
 
 
 def test_pair_sft_closes_a_plain_format_turn_as_the_sampler_does():
