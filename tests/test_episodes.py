@@ -1,6 +1,7 @@
 """Host-side batch building: packing, warm-start rows, STaR/Pair-SFT rows."""
 
 import dataclasses
+
 import numpy as np
 import pytest
 
