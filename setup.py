@@ -8,18 +8,21 @@ _HERE = pathlib.Path(__file__).parent
 
 # Lower bounds only: the same pins must install on a current CPU machine and on
 # GPU images that ship jax 0.11 / flax 0.12.10 / orbax 0.12.4 on Python 3.12.
+# The floors of jax, flax and orbax are the oldest versions tested (jax 0.10.2
+# here, 0.11.2 on the GPU image): on Python 3.10, where pip would settle on an
+# older, untested jax, the install fails instead (jax 0.10 needs 3.11).
 INSTALL_REQUIRES = [
     "absl-py>=1.4",
-    "flax>=0.10.4",
+    "flax>=0.12",
     "gguf>=0.10",
-    "jax>=0.5.0",
+    "jax>=0.10",
     "math-verify>=0.7",
     "matplotlib>=3.7",
     "ml-collections>=0.1.1",
     "ml_dtypes>=0.4",
     "numpy>=1.26",
     "optax>=0.2.4",
-    "orbax-checkpoint>=0.11.0",
+    "orbax-checkpoint>=0.12",
     "safetensors>=0.4",
     "sentencepiece>=0.2",
     "tensorboardX>=2.6",
@@ -58,7 +61,7 @@ setuptools.setup(
     long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=setuptools.find_packages(include=["score_jax", "score_jax.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
