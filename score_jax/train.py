@@ -225,6 +225,9 @@ class Trainer:
     self._tb_purge_step: Optional[int] = None
     self._start: Optional[tuple[int, bool]] = None
     self._lock = None  # the workdir's, from restore() to close()
+    # The step whose policy ref_params is (0: the initial model); saved with
+    # every checkpoint.
+    self._reference_step = 0
     self.check_memory()
 
   def check_memory(self) -> None:
@@ -580,11 +583,17 @@ class Trainer:
       self.checkpoints.check_meta(step)  # another model: the first thing said
       self.check_resumed_config(step)
     try:
+      stored = self.checkpoints.stored_meta(step, source).get(
+          "reference_step")
       if source is not None:
-        self._check_start_reference(step, source)
+        self._check_start_reference(step, stored)
       self.state, self.ref_params = self.checkpoints.restore(
           step, self.state, self.state_shardings, self.ref_params,
           self.param_shardings, source)
+      # Not recorded by checkpoints written before the field: as this
+      # schedule has it.
+      self._reference_step = (self.schedule_reference_step(step)
+                              if stored is None else stored)
     finally:
       if source is not None:
         source.close()
@@ -596,13 +605,13 @@ class Trainer:
     self.truncate_metrics(step)
     return step, source is not None
 
-  def _check_start_reference(self, step: int, source) -> None:
+  def _check_start_reference(self, step: int, stored: Optional[int]) -> None:
     """A fresh run from another run's checkpoint at `step` past this
-    schedule's RL start keeps that checkpoint's reference: refused where it
-    is still the initial model (the other run had not started RL there),
-    which this schedule's RL stages would hold the policy to."""
-    want = self.reference_step(step)
-    stored = self.checkpoints.stored_meta(step, source).get("reference_step")
+    schedule's RL start keeps that checkpoint's reference (`stored`: the
+    step whose policy it is): refused where it is still the initial model
+    (the other run had not started RL there), which this schedule's RL
+    stages would hold the policy to."""
+    want = self.schedule_reference_step(step)
     if want and stored == 0:  # None: written before the field existed
       raise ValueError(
           f"config.start_from: its step {step} lies past the start of this "
@@ -694,6 +703,7 @@ class Trainer:
           and self._first_rl(stage)):
         # The frozen reference is the policy the RL stages start from.
         self.ref_params = self._copy(self.state.params)
+        self._reference_step = step
       t0 = time.perf_counter()
       if stage.name in configs_lib.SFT_STAGES:
         eps, metrics = self.sft_step(stage, step)
@@ -732,18 +742,18 @@ class Trainer:
           # resumes past the steps still in its buffer.
           self._writer.flush()
         self.checkpoints.save(done, self.state, self.ref_params, reward,
-                              self.reference_step(done))
+                              self._reference_step)
         last_reward = []
     bar.close()
     self.checkpoints.wait()
     self.write_plots()
     return results
 
-  def reference_step(self, step: int) -> int:
-    """The step whose policy is the reference of a checkpoint at `step`
-    (after steps 0 .. step - 1): the first RL stage's start once it has run,
-    where only supervised stages come before it (run() takes the reference
-    there), else 0 (the initial model)."""
+  def schedule_reference_step(self, step: int) -> int:
+    """The step whose policy this schedule makes the reference of a
+    checkpoint at `step` (after steps 0 .. step - 1): the first RL stage's
+    start once it has run, where only supervised stages come before it
+    (run() takes the reference there), else 0 (the initial model)."""
     for stage in self.stages:
       if stage.name not in configs_lib.SFT_STAGES:
         taken = self._first_rl(stage) and stage.start < step
